@@ -1,0 +1,33 @@
+"""Where checkpoints are and which are complete: shared by the worker and the light CLI (no torch)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+MARKER = "COMPLETE"
+_STEP = re.compile(r"^step-(\d{6,})$")
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return root / f"step-{step:06d}"
+
+
+def _steps(root: Path) -> list[tuple[int, Path]]:
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP.match(p.name)) and p.is_dir()]
+    return sorted(found)
+
+
+def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
+    return [(step, path) for step, path in _steps(root) if (path / MARKER).is_file()]
+
+
+def incomplete_checkpoints(root: Path) -> list[Path]:
+    return [path for _, path in _steps(root) if not (path / MARKER).is_file()]
+
+
+def latest_complete(root: Path) -> tuple[int, Path] | None:
+    complete = complete_checkpoints(root)
+    return complete[-1] if complete else None

@@ -1,0 +1,45 @@
+"""Cheap checks on disk before anything is created or started (no torch): files exist, dirs are models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from launcher.errors import UserError
+from launcher.recipe.schema import Recipe
+
+
+def preflight(recipe: Recipe) -> None:
+    for key, files in (("data.train", recipe.data.train), ("data.eval", recipe.data.eval)):
+        for name in files:
+            _check_file(key, name)
+    if recipe.tokenizer.train and recipe.tokenizer.train.files:
+        for name in recipe.tokenizer.train.files:
+            _check_file("tokenizer.train.files", name)
+    if recipe.model.path:
+        check_model_dir(recipe.model.path)
+    if recipe.tokenizer.path and not Path(recipe.tokenizer.path).is_dir():
+        raise UserError(f"tokenizer.path {recipe.tokenizer.path}: not a directory")
+
+
+def _check_file(key: str, name: str) -> None:
+    path = Path(name)
+    if not path.exists():
+        raise UserError(f"{key}: file {name} not found")
+    if not path.is_file():
+        raise UserError(f"{key}: {name} is a directory, expected a .txt or .jsonl file")
+
+
+def check_model_dir(path: str) -> None:
+    """A model directory has a config.json naming its model_type."""
+    config = Path(path) / "config.json"
+    if not Path(path).is_dir():
+        raise UserError(f"model.path {path}: not a directory")
+    if not config.is_file():
+        raise UserError(f"model.path {path}: not a model directory (no config.json)")
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise UserError(f"model.path {config}: not valid JSON") from None
+    if not model_type:
+        raise UserError(f"model.path {config}: has no model_type")

@@ -1,0 +1,184 @@
+"""The train loop: the same for every engine. Resumes by itself from the newest complete checkpoint."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from launcher.checkpoints import latest_complete
+from launcher.errors import UserError
+from launcher.recipe.schema import Recipe
+from launcher.rundir import RunDir, write_text_atomic
+from launcher.train import checkpoint
+from launcher.train.distributed import Dist, any_rank, broadcast_text, sum_all
+from launcher.train.engines import build_engine
+from launcher.train.export import export_model
+from launcher.train.metrics import Metrics
+from launcher.train.model import build_model
+from launcher.train.prepare import prepare
+from launcher.train.progress import TrainProgress
+from launcher.train.sampling import GlobalOrder, micro_batch_start
+
+
+class StopRequest:
+    """SIGTERM/SIGINT set a flag; the loop checkpoints at the next step boundary and exits cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+
+def run_training(run: RunDir, d: Dist, log) -> dict:
+    recipe = run.load_recipe()
+    stop = StopRequest()
+    torch.manual_seed(recipe.train.seed + d.rank)
+    prepared = _prepare_once(recipe, d, log)
+    tokenizer = prepared.tokenizer
+    if d.is_main and not run.tokenizer.exists():
+        tokenizer.save_pretrained(run.tokenizer)
+
+    engine = build_engine(recipe, build_model(recipe, tokenizer), d)
+    train_blocks = np.load(prepared.train, mmap_mode="r")
+    eval_blocks = np.load(prepared.eval, mmap_mode="r") if prepared.eval else None
+    order = GlobalOrder(len(train_blocks), recipe.train.seed)
+    micro, accum, world = recipe.train.micro_batch_size, recipe.grad_accum, d.world_size
+    seq_len = recipe.data.seq_len
+
+    state = checkpoint.TrainerState(world_size=world, global_batch_size=recipe.global_batch_size)
+    if d.is_main:
+        checkpoint.clean_incomplete(run.checkpoints)
+    dist.barrier()
+    found = latest_complete(run.checkpoints)
+    if found:
+        state = checkpoint.load(engine, found[1], d)
+        state.world_size, state.global_batch_size = world, recipe.global_batch_size
+        log(f"resumed from {found[1]} (step {state.step}, {state.consumed_samples} samples consumed)")
+
+    metrics = Metrics(run.metrics, run.tensorboard if recipe.logging.tensorboard else None, d.is_main)
+    progress = TrainProgress(recipe.train.max_steps, state.step, recipe.logging.progress, d.is_main)
+    evaluate = _Evaluator(engine, eval_blocks, recipe, d, metrics, progress)
+    if state.step == 0 and recipe.eval.at_start:
+        evaluate(0)
+
+    window_loss, window_steps, window_start = torch.zeros((), device=d.device), 0, time.time()
+    saved_at = -1
+    while state.step < recipe.train.max_steps:
+        engine.model.train()
+        step_loss = torch.zeros((), device=d.device)
+        for m in range(accum):
+            start = micro_batch_start(state.consumed_samples, m, micro, world, d.rank)
+            batch = torch.from_numpy(train_blocks[order.indices(start, micro)].astype(np.int64)).to(d.device)
+            with engine.accumulating(m == accum - 1):
+                loss = engine.model(input_ids=batch, labels=batch).loss / accum
+                engine.backward(loss)
+            step_loss += loss.detach()
+        grad_norm = engine.step()
+        state.step += 1
+        state.consumed_samples += recipe.global_batch_size
+        window_loss += step_loss
+        window_steps += 1
+        last = state.step == recipe.train.max_steps
+
+        if state.step % recipe.train.log_every == 0 or last:
+            loss_sum, = sum_all([window_loss.item() / window_steps], d.device)
+            elapsed = time.time() - window_start
+            tokens_per_s = window_steps * recipe.global_batch_size * seq_len / max(elapsed, 1e-9)
+            loss_mean = loss_sum / world
+            metrics.log("train", state.step, loss=loss_mean, lr=engine.lr(), grad_norm=grad_norm,
+                        tokens_per_s=tokens_per_s, consumed_samples=state.consumed_samples)
+            progress.update(state.step, loss_mean, engine.lr(), tokens_per_s)
+            window_loss, window_steps, window_start = torch.zeros((), device=d.device), 0, time.time()
+
+        if last or (recipe.eval.every and state.step % recipe.eval.every == 0):
+            evaluate(state.step)
+        if last or (recipe.checkpoint.every and state.step % recipe.checkpoint.every == 0):
+            checkpoint.save(engine, state, run.checkpoints, recipe.checkpoint.keep_last, d)
+            saved_at = state.step
+        if any_rank(stop.requested, d.device):
+            if saved_at != state.step:
+                checkpoint.save(engine, state, run.checkpoints, recipe.checkpoint.keep_last, d)
+            progress.close()
+            log(f"stopped on request at step {state.step}; checkpoint saved, `llaunch resume {run.path}` continues")
+            metrics.close()
+            return {"status": "interrupted", "step": state.step}
+
+    progress.close()
+    metrics.close()
+    result = {"status": "completed", "step": state.step}
+    if d.is_main and recipe.output.export:
+        export_model(engine.unwrapped(), tokenizer, run.export)
+        result["export"] = str(run.export)
+    return result
+
+
+def _prepare_once(recipe: Recipe, d: Dist, log):
+    """Rank 0 prepares (or finds the cache); the others wait, then open the same cache."""
+    error = None
+    if d.is_main:
+        try:
+            prepared = prepare(recipe, log=log)
+        except UserError as exc:
+            error = str(exc)
+    error = broadcast_text(error, d.device)
+    if error:
+        raise UserError(error)
+    if not d.is_main:
+        prepared = prepare(recipe, log=lambda _: None)
+    return prepared
+
+
+class _Evaluator:
+    """Mean token loss and perplexity over the eval blocks, sharded over ranks and summed."""
+
+    def __init__(self, engine, blocks, recipe: Recipe, d: Dist, metrics: Metrics, progress: TrainProgress):
+        self.engine, self.blocks, self.recipe, self.d = engine, blocks, recipe, d
+        self.metrics, self.progress = metrics, progress
+        self.history: list[tuple[int, float]] = []
+
+    def __call__(self, step: int) -> None:
+        if self.blocks is None or (self.history and self.history[-1][0] == step):
+            return
+        self.engine.model.eval()
+        micro = self.recipe.train.micro_batch_size
+        mine = np.arange(self.d.rank, len(self.blocks), self.d.world_size)
+        if self.recipe.eval.max_batches:
+            mine = mine[: self.recipe.eval.max_batches * micro]
+        total, tokens = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(mine), micro):
+                batch = torch.from_numpy(self.blocks[mine[start:start + micro]].astype(np.int64)).to(self.d.device)
+                n = batch.numel() - batch.shape[0]  # predicted tokens: the first of each block has no target
+                total += self.engine.model(input_ids=batch, labels=batch).loss.item() * n
+                tokens += n
+        total, tokens = sum_all([total, tokens], self.d.device)
+        loss = total / max(tokens, 1)
+        self.history.append((step, loss))
+        self.metrics.log("eval", step, loss=loss, perplexity=math.exp(min(loss, 50)))
+        self.progress.message(f"eval step {step}: loss {loss:.4f}  perplexity {math.exp(min(loss, 50)):.2f}")
+
+
+def write_result(run: RunDir, result: dict) -> None:
+    import json
+
+    write_text_atomic(run.result_file, json.dumps(result, indent=1) + "\n")
+
+
+def log_to(path: Path, echo: bool):
+    handle = open(path, "a", encoding="utf-8", buffering=1)
+
+    def log(message: str) -> None:
+        handle.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+        if echo:
+            print(message, flush=True)
+
+    return log

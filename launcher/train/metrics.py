@@ -1,0 +1,35 @@
+"""metrics.jsonl (one JSON object per logged step or eval) and TensorBoard scalars; rank 0 only."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+
+class Metrics:
+    def __init__(self, jsonl: Path, tensorboard_dir: Path | None, enabled: bool):
+        self._enabled = enabled
+        self._file = open(jsonl, "a", encoding="utf-8") if enabled else None
+        self._writer = None
+        if enabled and tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(tensorboard_dir))
+
+    def log(self, kind: str, step: int, **values: float) -> None:
+        if not self._enabled:
+            return
+        record = {"kind": kind, "step": step, "time": round(time.time(), 3), **values}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self._writer.add_scalar(f"{kind}/{key}", value, step)
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+        if self._writer is not None:
+            self._writer.close()
