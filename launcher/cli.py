@@ -29,6 +29,11 @@ def _cmd_plan(args) -> int:
 
 
 def _cmd_schema(args) -> int:
+    if args.markdown:
+        from launcher.recipe.reference import markdown_reference
+
+        print(markdown_reference(), end="")
+        return 0
     from launcher.recipe import Recipe
 
     print(json.dumps(Recipe.model_json_schema(by_alias=True), indent=2))
@@ -84,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the LaunchPlan as JSON")
     with_recipe("validate", _cmd_validate, "check a recipe (exit 2 with one line if it is wrong)")
     with_recipe("prepare", _cmd_prepare, "tokenize and pack the data into the cache, nothing else")
-    sub.add_parser("schema", help="print the recipe JSON Schema (for editors)").set_defaults(func=_cmd_schema)
+    schema = sub.add_parser("schema", help="print the recipe JSON Schema (for editors)")
+    schema.add_argument("--markdown", action="store_true", help="print the recipe reference table instead")
+    schema.set_defaults(func=_cmd_schema)
     return parser
 
 

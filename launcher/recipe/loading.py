@@ -32,7 +32,8 @@ def validate(data: dict[str, Any], lines: dict[KeyPath, str], default_where: str
     try:
         return Recipe.model_validate(data)
     except pydantic.ValidationError as exc:
-        errors = exc.errors()
+        # a misspelt key explains the "missing" error it causes: report it first
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         message = _format_error(errors[0], lines, default_where)
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise UserError(message + more) from None
@@ -92,8 +93,8 @@ def _format_error(error: dict[str, Any], lines: dict[KeyPath, str], default_wher
     where = _nearest_line(loc, lines) or default_where
     if error["type"] == "extra_forbidden":
         valid = _field_names(loc[:-1])
-        hint = difflib.get_close_matches(loc[-1], valid, n=1, cutoff=0.6)
-        suggestion = f"did you mean '{hint[0]}'? " if hint else ""
+        hint = _did_you_mean(loc[-1], valid)
+        suggestion = f"did you mean '{hint}'? " if hint else ""
         return f"{where}: {dotted}: unknown key; {suggestion}valid keys here: {', '.join(valid)}"
     if error["type"] == "missing":
         return f"{where}: {dotted}: required key is missing"
@@ -103,6 +104,16 @@ def _format_error(error: dict[str, Any], lines: dict[KeyPath, str], default_wher
     got = error.get("input")
     shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
     return f"{where}: {dotted}: {message}{shown}"
+
+
+def _did_you_mean(key: str, valid: list[str]) -> str | None:
+    """Closest valid key, also matching against the words of snake_case keys (stpes -> max_steps)."""
+    candidates = {name: name for name in valid}
+    for name in valid:
+        for word in name.split("_"):
+            candidates.setdefault(word, name)
+    hint = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
+    return candidates[hint[0]] if hint else None
 
 
 def _nearest_line(loc: KeyPath, lines: dict[KeyPath, str]) -> str | None:

@@ -36,7 +36,10 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, str]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"{path}{line}: invalid YAML: {exc.problem or exc.context}") from None
+        context = ""
+        if exc.context and exc.context_mark and exc.problem:
+            context = f" ({exc.context} at line {exc.context_mark.line + 1})"
+        raise UserError(f"{path}{line}: invalid YAML: {exc.problem or exc.context}{context}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: invalid YAML: {exc}") from None
     if data is None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-import warnings
+
+import transformers
 
 from launcher.errors import UserError
 from launcher.rundir import RunDir
@@ -15,7 +16,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m launcher.train RUN_DIR", file=sys.stderr)
         return 2
-    warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
+    transformers.utils.logging.disable_progress_bar()
     try:
         run = RunDir.open(argv[0])
         recipe = run.load_recipe()

@@ -1,0 +1,114 @@
+"""The quickstart end to end with real torchrun processes (gloo, CPU): learn, checkpoint, export, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from tests.conftest import QUICKSTART, ROOT, llaunch, run_dirs
+
+pytestmark = pytest.mark.integration
+
+
+def metrics(run: Path, kind: str) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [row for row in rows if row["kind"] == kind]
+
+
+def test_quickstart_learns_checkpoints_and_exports(out_dir, shared_cache):
+    result = llaunch("run", str(QUICKSTART), f"output.dir={out_dir}", f"output.cache_dir={shared_cache}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [run] = run_dirs(out_dir)
+    assert "run completed at step 200/200" in result.stdout
+    assert json.loads((run / "result.json").read_text())["status"] == "completed"
+
+    evals = metrics(run, "eval")
+    assert evals[0]["step"] == 0 and evals[-1]["step"] == 200
+    assert evals[0]["loss"] - evals[-1]["loss"] >= 1.0, evals
+
+    newest = run / "checkpoints" / "step-000200"
+    assert (newest / "COMPLETE").is_file()
+    assert sorted(p.name for p in newest.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]  # one shard per rank
+    assert len(list((run / "checkpoints").iterdir())) == 2  # keep_last: 2
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert {"train/loss", "train/lr", "train/tokens_per_s", "eval/loss"} <= set(events.Tags()["scalars"])
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(run / "export")
+    tokenizer = AutoTokenizer.from_pretrained(run / "export")
+    assert tokenizer("anna has two red cats .").input_ids
+    eval_blocks = np.load(next(shared_cache.glob("data/*/eval.npy")))
+    with torch.no_grad():
+        batch = torch.from_numpy(eval_blocks.astype(np.int64))
+        loss = model(input_ids=batch, labels=batch).loss.item()
+    assert loss == pytest.approx(evals[-1]["loss"], abs=1e-3)  # the export is the trained model
+
+
+def _kill_tree(pid: int) -> None:
+    parent = psutil.Process(pid)
+    for proc in parent.children(recursive=True) + [parent]:
+        proc.kill()
+
+
+def test_resume_after_hard_kill_continues_from_the_checkpoint(out_dir, shared_cache, tmp_path):
+    args = [str(QUICKSTART), f"output.cache_dir={shared_cache}", "train.max_steps=60",
+            "checkpoint.every=20", "eval.every=0", "eval.at_start=false"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", "run", *args, f"output.dir={out_dir}"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(out_dir.glob("*/checkpoints/step-000020/COMPLETE")):
+        time.sleep(0.2)
+    _kill_tree(proc.pid)
+    proc.wait()
+    [run] = run_dirs(out_dir)
+    assert not (run / "result.json").exists(), "the run finished before it was killed"
+    saved = max(int(p.parent.name.split("-")[1]) for p in run.glob("checkpoints/*/COMPLETE"))
+
+    result = llaunch("resume", str(run))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"resumed from {run}/checkpoints/step-{saved:06d} (step {saved}," in result.stdout
+    assert json.loads((run / "result.json").read_text()) ["step"] == 60
+    resumed_steps = [row["step"] for row in metrics(run, "train")]
+    assert resumed_steps[-3:] == [40, 50, 60] and resumed_steps.count(saved + 10) >= 1
+
+    reference_dir = tmp_path / "reference"
+    reference = llaunch("run", *args, f"output.dir={reference_dir}")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    expected = {row["step"]: row["loss"] for row in metrics(run_dirs(reference_dir)[0], "train")}
+    after = {row["step"]: row["loss"] for row in metrics(run, "train") if row["step"] > saved}
+    assert after and all(after[step] == expected[step] for step in after), (after, expected)
+
+
+def test_prepare_caches_data_for_the_run(tmp_path):
+    cache = tmp_path / "cache"
+    first = llaunch("prepare", str(QUICKSTART), f"output.cache_dir={cache}")
+    assert first.returncode == 0, first.stderr
+    assert "prepared data:" in first.stdout
+    second = llaunch("prepare", str(QUICKSTART), f"output.cache_dir={cache}")
+    assert "prepared data found in cache" in second.stdout
+
+
+def test_single_process_local_launcher(out_dir, shared_cache):
+    result = llaunch("run", str(QUICKSTART), f"output.dir={out_dir}", f"output.cache_dir={shared_cache}",
+                     "resources.launcher=local", "resources.procs_per_node=1", "train.max_steps=20",
+                     "~train.global_batch_size", "eval.every=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run] = run_dirs(out_dir)
+    assert json.loads((run / "plan.json").read_text())["commands"][0]["argv"][1:3] == ["-m", "launcher.train"]
+    assert (run / "checkpoints" / "step-000020" / "COMPLETE").is_file()
+    assert (run / "export" / "model.safetensors").is_file()
