@@ -45,6 +45,7 @@ def _launch(run: RunDir, recipe: Recipe) -> int:
 
     plan = make_plan(recipe, str(run.path))
     write_plan(run, plan)
+    run.stop_file.unlink(missing_ok=True)
     print(f"run dir: {run.path}")
     print(f"$ {plan.commands[0].shell()}", flush=True)
     started = time.time()

@@ -30,6 +30,9 @@ class RunDir:
     export = property(lambda self: self.path / "export")
     tokenizer = property(lambda self: self.path / "tokenizer")
     result_file = property(lambda self: self.path / "result.json")
+    # Created by a batch script on a preemption signal (or by hand): every rank checkpoints at the
+    # next step boundary and exits cleanly. Launchers remove it before they start the workers.
+    stop_file = property(lambda self: self.path / "STOP")
 
     @classmethod
     def create(cls, recipe: Recipe) -> RunDir:

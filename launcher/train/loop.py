@@ -27,20 +27,28 @@ from launcher.train.sampling import GlobalOrder, micro_batch_start
 
 
 class StopRequest:
-    """SIGTERM/SIGINT set a flag; the loop checkpoints at the next step boundary and exits cleanly."""
+    """SIGTERM/SIGINT/SIGUSR2 or the run's STOP file: checkpoint at the next step boundary, exit cleanly.
 
-    def __init__(self):
-        self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
+    Only rank 0 looks at the file; the per-step all-reduce in the loop makes every rank agree.
+    """
+
+    def __init__(self, stop_file: Path, is_main: bool):
+        self.signalled = False
+        self._file = stop_file if is_main else None
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
-        self.requested = True
+        self.signalled = True
+
+    @property
+    def requested(self) -> bool:
+        return self.signalled or (self._file is not None and self._file.exists())
 
 
 def run_training(run: RunDir, d: Dist, log) -> dict:
     recipe = run.load_recipe()
-    stop = StopRequest()
+    stop = StopRequest(run.stop_file, d.is_main)
     torch.manual_seed(recipe.train.seed + d.rank)
     prepared = _prepare_once(recipe, d, log)
     tokenizer = prepared.tokenizer
