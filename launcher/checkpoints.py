@@ -31,3 +31,14 @@ def incomplete_checkpoints(root: Path) -> list[Path]:
 def latest_complete(root: Path) -> tuple[int, Path] | None:
     complete = complete_checkpoints(root)
     return complete[-1] if complete else None
+
+
+def describe(root: Path) -> list[dict]:
+    """One row per checkpoint dir: step, bytes, complete, and whether resume would use it."""
+    newest = latest_complete(root)
+    rows = []
+    for step, path in _steps(root):
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        rows.append({"step": step, "path": str(path), "bytes": size, "complete": (path / MARKER).is_file(),
+                     "resume": newest is not None and newest[1] == path})
+    return rows

@@ -60,7 +60,41 @@ def _cmd_run(args) -> int:
 def _cmd_resume(args) -> int:
     from launcher.lifecycle import resume_run
 
-    return resume_run(args.run_dir, args.overrides)[1]
+    return resume_run(args.run_dir, args.overrides, force=args.force)[1]
+
+
+def _cmd_export(args) -> int:
+    from pathlib import Path
+
+    from launcher.rundir import RunDir
+    from launcher.train.quiet import quiet_libraries
+
+    quiet_libraries(cpu=True)
+    from launcher.train.export import export_checkpoint
+
+    out = export_checkpoint(RunDir.open(args.run_dir), args.step, Path(args.out) if args.out else None, args.dtype)
+    print(f"exported: {out} (AutoModelForCausalLM.from_pretrained)")
+    return 0
+
+
+def _cmd_checkpoints(args) -> int:
+    from launcher.checkpoints import describe
+    from launcher.rundir import RunDir
+
+    run = RunDir.open(args.run_dir)
+    rows = describe(run.checkpoints)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if not rows:
+        print(f"no checkpoints in {run.checkpoints}")
+        return 0
+    print(f"{'step':>8}  {'size':>10}  {'state':<10}  path")
+    for row in rows:
+        state = "complete" if row["complete"] else "INCOMPLETE"
+        mark = "  <- resume uses this" if row["resume"] else ""
+        print(f"{row['step']:>8}  {row['bytes'] / 2**20:>8.1f}MB  {state:<10}  {row['path']}{mark}")
+    return 0
 
 
 def _one_line(recipe) -> str:
@@ -84,7 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue a run from its newest complete checkpoint")
     resume.add_argument("run_dir")
     resume.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. resources.procs_per_node=1")
+    resume.add_argument("--force", action="store_true", help="resume even if the change alters the training")
     resume.set_defaults(func=_cmd_resume)
+    export = sub.add_parser("export", help="consolidate a checkpoint into a Hugging Face model directory")
+    export.add_argument("run_dir")
+    export.add_argument("--step", type=int, help="checkpoint step (default: the newest complete one)")
+    export.add_argument("--out", help="output directory (default: RUN_DIR/exports/step-NNNNNN)")
+    export.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    export.set_defaults(func=_cmd_export)
+    checkpoints = sub.add_parser("checkpoints", help="list a run's checkpoints and which one resume uses")
+    checkpoints.add_argument("run_dir")
+    checkpoints.add_argument("--json", action="store_true")
+    checkpoints.set_defaults(func=_cmd_checkpoints)
     plan = with_recipe("plan", _cmd_plan, "show the resolved recipe and the exact commands, run nothing")
     plan.add_argument("--json", action="store_true", help="print the LaunchPlan as JSON")
     with_recipe("validate", _cmd_validate, "check a recipe (exit 2 with one line if it is wrong)")

@@ -10,7 +10,9 @@ from pathlib import Path
 from launcher.checkpoints import complete_checkpoints
 from launcher.plan import LaunchPlan, make_plan
 from launcher.preflight import preflight
+from launcher.errors import UserError
 from launcher.recipe import Recipe, load_recipe
+from launcher.recipe.changes import recipe_changes, unsafe_changes
 from launcher.rundir import RunDir, write_text_atomic
 
 
@@ -31,10 +33,18 @@ def start_run(recipe_path: str, overrides: list[str]) -> tuple[RunDir, int]:
     return run, _launch(run, recipe)
 
 
-def resume_run(run_dir: str, overrides: list[str]) -> tuple[RunDir, int]:
+def resume_run(run_dir: str, overrides: list[str], force: bool = False) -> tuple[RunDir, int]:
     run = RunDir.open(run_dir)
+    before = run.load_recipe()
     recipe = run.load_recipe(overrides)
+    problems = unsafe_changes(before, recipe)
+    if problems and not force:
+        raise UserError(f"{run.recipe_file}: resuming would change the training itself ({'; '.join(problems)});"
+                        " only resources, logging, eval/checkpoint frequency and a larger max_steps are safe;"
+                        " add --force to resume anyway")
     preflight(recipe)
+    for key, was, now in recipe_changes(before, recipe):
+        print(f"recipe change: {key}: {was!r} -> {now!r}")
     if overrides:
         run.write_recipe(recipe)
     return run, _launch(run, recipe)
@@ -50,6 +60,9 @@ def _launch(run: RunDir, recipe: Recipe) -> int:
     print(f"$ {plan.commands[0].shell()}", flush=True)
     started = time.time()
     code = execute(plan)
+    result = run.read_result() or {}
+    if result.get("status") == "failed":
+        code = result["exit_code"]
     print(summary(run, time.time() - started, code))
     return code
 

@@ -129,10 +129,14 @@ class EvalSpec(Section):
 class CheckpointSpec(Section):
     every: int = Field(0, ge=0, description="Save every N steps (0: only at the end).")
     keep_last: int = Field(2, ge=1, description="Complete checkpoints kept.")
+    async_: bool = Field(
+        False, alias="async", description="Stage in memory and write in the background (DCP engines)."
+    )
 
 
 class LoggingSpec(Section):
     tensorboard: bool = True
+    sample_ids: bool = Field(False, description="Write the sample ids of every step to logs/samples-rankN.jsonl.")
     progress: Literal["auto", "bar", "lines"] = Field(
         "auto", description="auto: a live bar on a terminal, plain lines otherwise."
     )

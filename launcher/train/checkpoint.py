@@ -1,7 +1,9 @@
 """Checkpoints: sharded model/optimizer state (through the engine) + trainer state + per-rank RNG.
 
 A checkpoint counts only once every rank has written and rank 0 has put the COMPLETE marker in
-place by atomic rename. Resume takes the newest complete one; incomplete ones are removed.
+place by atomic rename. Resume takes the newest complete one; incomplete ones are removed. With
+`checkpoint.async`, the state is staged in memory and written by a background thread; the marker
+follows once every rank's write has finished, so training never waits on the disk.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from launcher.checkpoints import MARKER, complete_checkpoints, incomplete_checkpoints, step_dir
+from launcher.checkpoints import MARKER, complete_checkpoints, incomplete_checkpoints, latest_complete, step_dir
+from launcher.errors import RunError
 from launcher.train.distributed import Dist
 from launcher.train.engines.base import Engine
 
@@ -31,24 +34,79 @@ class TrainerState:
     recipe_hash: str = ""
 
 
-def save(engine: Engine, state: TrainerState, root: Path, keep_last: int, d: Dist) -> Path:
-    path = step_dir(root, state.step)
-    if d.is_main:
-        root.mkdir(parents=True, exist_ok=True)
-        if path.exists():  # a leftover from a run killed while saving this very step
-            shutil.rmtree(path)
-    dist.barrier()
-    engine.save(path)
-    torch.save(_rng_state(), path / f"rng-rank{d.rank}.pt")
-    dist.barrier()
-    if d.is_main:
-        payload = {"trainer": asdict(state), "scheduler": engine.scheduler.state_dict()}
-        (path / STATE_FILE).write_text(json.dumps(payload, indent=1))
-        tmp = path / f".{MARKER}.tmp"
-        tmp.write_text(f"step {state.step}\n")
-        os.replace(tmp, path / MARKER)
-        _rotate(root, keep_last)
-    return path
+class Checkpointer:
+    def __init__(self, engine: Engine, root: Path, keep_last: int, use_async: bool, d: Dist):
+        self.engine, self.root, self.keep_last, self.d = engine, root, keep_last, d
+        self.use_async = use_async and engine.supports_async_save
+        # the background writer gets its own gloo group so it never interleaves with training collectives
+        self._group = dist.new_group(backend="gloo") if self.use_async else None
+        self._pending = None  # (future, path, payload) of an async save not yet marked complete
+        self.last_step = -1
+
+    def save(self, state: TrainerState) -> None:
+        self.wait()
+        path = step_dir(self.root, state.step)
+        if self.d.is_main:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if path.exists():  # a leftover from a run killed while saving this very step
+                shutil.rmtree(path)
+        dist.barrier()
+        path.mkdir(parents=True, exist_ok=True)
+        payload = {"trainer": asdict(state), "scheduler": self.engine.scheduler.state_dict()}
+        try:
+            if self.use_async:
+                future = self.engine.async_save(path, self._group)
+            else:
+                self.engine.save(path)
+            torch.save(_rng_state(), path / f"rng-rank{self.d.rank}.pt")
+        except BaseException as exc:  # noqa: BLE001 - DCP raises CheckpointException, a BaseException
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self._fail(path, exc)
+        self.last_step = state.step
+        if self.use_async:
+            self._pending = (future, path, payload)
+        else:
+            self._finish(path, payload)
+
+    def poll(self) -> None:
+        """Called at every step boundary: marks an async save complete once every rank's write is done."""
+        if self._pending is None:
+            return
+        done = torch.tensor([1 if self._pending[0].done() else 0])
+        dist.all_reduce(done, op=dist.ReduceOp.MIN, group=self._group)
+        if done.item():
+            self.wait()
+
+    def wait(self) -> None:
+        if self._pending is None:
+            return
+        future, path, payload = self._pending
+        self._pending = None
+        try:
+            future.result()
+        except BaseException as exc:  # noqa: BLE001 - DCP raises CheckpointException, a BaseException
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self._fail(path, exc)
+        self._finish(path, payload)
+
+    def _finish(self, path: Path, payload: dict) -> None:
+        dist.barrier(group=self._group)
+        if self.d.is_main:
+            (path / STATE_FILE).write_text(json.dumps(payload, indent=1))
+            tmp = path / f".{MARKER}.tmp"
+            tmp.write_text(f"step {payload['trainer']['step']}\n")
+            os.replace(tmp, path / MARKER)
+            _rotate(self.root, self.keep_last)
+
+    def _fail(self, path: Path, exc: BaseException) -> None:
+        cause = _describe_failure(path, exc)
+        if self.d.is_main:
+            shutil.rmtree(path, ignore_errors=True)
+        previous = latest_complete(self.root)
+        kept = f"; the newest complete checkpoint {previous[1]} is intact" if previous else ""
+        raise RunError(f"checkpoint {path}: save failed: {cause}{kept}") from None
 
 
 def load(engine: Engine, path: Path, d: Dist) -> TrainerState:
@@ -71,6 +129,24 @@ def _rotate(root: Path, keep_last: int) -> None:
     for _, path in complete[:-keep_last]:
         (path / MARKER).unlink()  # unmark first: a half-deleted checkpoint is never taken as complete
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _describe_failure(path: Path, exc: BaseException) -> str:
+    """DCP reports a full disk as an opaque zip-writer error: name the real cause where we can."""
+    probe = path if path.exists() else path.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        free = None
+    if free is not None and free < 1 << 20:
+        return f"no space left on device ({free} bytes free on {probe})"
+    failures = getattr(exc, "failures", None)
+    if failures:
+        first = next(iter(failures.values()))
+        exc = first[0] if isinstance(first, tuple) else first
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename or path})"
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _rng_state() -> dict[str, torch.Tensor]:

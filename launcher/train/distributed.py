@@ -35,7 +35,6 @@ def setup(device_choice: str) -> Dist:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # else DeepSpeed warns when transformers imports it
     dist.init_process_group(
         backend="nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=60)
     )

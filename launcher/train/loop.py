@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -13,6 +14,7 @@ import torch.distributed as dist
 
 from launcher.checkpoints import latest_complete
 from launcher.errors import UserError
+from launcher.recipe.changes import training_hash
 from launcher.recipe.schema import Recipe
 from launcher.rundir import RunDir, write_text_atomic
 from launcher.train import checkpoint
@@ -62,7 +64,8 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
     micro, accum, world = recipe.train.micro_batch_size, recipe.grad_accum, d.world_size
     seq_len = recipe.data.seq_len
 
-    state = checkpoint.TrainerState(world_size=world, global_batch_size=recipe.global_batch_size)
+    state = checkpoint.TrainerState(world_size=world, global_batch_size=recipe.global_batch_size,
+                                    recipe_hash=training_hash(recipe))
     if d.is_main:
         checkpoint.clean_incomplete(run.checkpoints)
     dist.barrier()
@@ -70,6 +73,7 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
     if found:
         state = checkpoint.load(engine, found[1], d)
         state.world_size, state.global_batch_size = world, recipe.global_batch_size
+        state.recipe_hash = training_hash(recipe)
         log(f"resumed from {found[1]} (step {state.step}, {state.consumed_samples} samples consumed)")
 
     metrics = Metrics(run.metrics, run.tensorboard if recipe.logging.tensorboard else None, d.is_main)
@@ -79,13 +83,18 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
         evaluate(0)
 
     window_loss, window_steps, window_start = torch.zeros((), device=d.device), 0, time.time()
-    saved_at = -1
+    checkpointer = checkpoint.Checkpointer(engine, run.checkpoints, recipe.checkpoint.keep_last,
+                                           recipe.checkpoint.async_, d)
+    sample_log = _SampleLog(run, d) if recipe.logging.sample_ids else None
     while state.step < recipe.train.max_steps:
         engine.model.train()
         step_loss = torch.zeros((), device=d.device)
         for m in range(accum):
             start = micro_batch_start(state.consumed_samples, m, micro, world, d.rank)
-            batch = torch.from_numpy(train_blocks[order.indices(start, micro)].astype(np.int64)).to(d.device)
+            indices = order.indices(start, micro)
+            if sample_log:
+                sample_log.write(state.step + 1, indices)
+            batch = torch.from_numpy(train_blocks[indices].astype(np.int64)).to(d.device)
             with engine.accumulating(m == accum - 1):
                 loss = engine.model(input_ids=batch, labels=batch).loss / accum
                 engine.backward(loss)
@@ -109,17 +118,19 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
 
         if last or (recipe.eval.every and state.step % recipe.eval.every == 0):
             evaluate(state.step)
+        checkpointer.poll()
         if last or (recipe.checkpoint.every and state.step % recipe.checkpoint.every == 0):
-            checkpoint.save(engine, state, run.checkpoints, recipe.checkpoint.keep_last, d)
-            saved_at = state.step
+            checkpointer.save(state)
         if any_rank(stop.requested, d.device):
-            if saved_at != state.step:
-                checkpoint.save(engine, state, run.checkpoints, recipe.checkpoint.keep_last, d)
+            if checkpointer.last_step != state.step:
+                checkpointer.save(state)
+            checkpointer.wait()
             progress.close()
             log(f"stopped on request at step {state.step}; checkpoint saved, `llaunch resume {run.path}` continues")
             metrics.close()
             return {"status": "interrupted", "step": state.step}
 
+    checkpointer.wait()
     progress.close()
     metrics.close()
     result = {"status": "completed", "step": state.step}
@@ -175,9 +186,23 @@ class _Evaluator:
         self.progress.message(f"eval step {step}: loss {loss:.4f}  perplexity {math.exp(min(loss, 50)):.2f}")
 
 
-def write_result(run: RunDir, result: dict) -> None:
-    import json
+class _SampleLog:
+    """Opt-in (logging.sample_ids): the block indices each rank trained on, per step, for audits and tests.
 
+    Records carry the attempt (rank 0's start time): after a resume, a step's records from the newest
+    attempt are the ones that counted.
+    """
+
+    def __init__(self, run: RunDir, d: Dist):
+        self._attempt = float(broadcast_text(repr(time.time()) if d.is_main else None, d.device))
+        self._file = open(run.logs / f"samples-rank{d.rank}.jsonl", "a", encoding="utf-8")
+
+    def write(self, step: int, indices: np.ndarray) -> None:
+        self._file.write(json.dumps({"attempt": self._attempt, "step": step, "ids": indices.tolist()}) + "\n")
+        self._file.flush()
+
+
+def write_result(run: RunDir, result: dict) -> None:
     write_text_atomic(run.result_file, json.dumps(result, indent=1) + "\n")
 
 

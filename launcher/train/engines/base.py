@@ -43,10 +43,32 @@ class Engine(ABC):
 
     @abstractmethod
     def unwrapped(self) -> PreTrainedModel:
-        """The plain transformers model (full weights where the engine shards them)."""
+        """The transformers (or peft) model the engine wraps; its weights may be shards."""
+
+    def begin_step(self, step: int) -> None:
+        """Called by the loop before each optimizer step (gradual unfreezing hooks in here)."""
+
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """Collective: full weights keyed like unwrapped().state_dict() on rank 0 (CPU), None elsewhere."""
+        return self.unwrapped().state_dict()
+
+    def export(self, out: Path, tokenizer, is_main: bool) -> None:
+        """Collective (every rank calls it): rank 0 writes a Hugging Face model directory with full weights."""
+        from launcher.train.methods.export import export_trained
+
+        state = self.full_state_dict()
+        if is_main:
+            export_trained(self.unwrapped(), tokenizer, out, state)
+
+    # DCP engines stage the state in memory and write it in a background thread; others save in line.
+    supports_async_save = True
 
     def save(self, path: Path) -> None:
         dcp.save(self.sharded_state(), checkpoint_id=str(path))
+
+    def async_save(self, path: Path, process_group):
+        """Stage now, write in the background; returns a future that is done once this rank's files are."""
+        return dcp.async_save(self.sharded_state(), checkpoint_id=str(path), process_group=process_group)
 
     def load(self, path: Path) -> None:
         state = self.sharded_state()

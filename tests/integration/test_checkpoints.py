@@ -1,0 +1,219 @@
+"""Checkpoints you can bet a cluster week on: real 2-process runs, killed, interrupted, resharded, exported."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import QUICKSTART, ROOT, llaunch, run_dirs
+
+pytestmark = pytest.mark.integration
+
+STEPS = 60
+ARGS = [f"train.max_steps={STEPS}", "checkpoint.every=10", "checkpoint.keep_last=3", "eval.every=0",
+        "eval.at_start=false", "train.log_every=1", "logging.sample_ids=true", "logging.tensorboard=false"]
+
+
+def start(out: Path, cache: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    argv = [sys.executable, "-m", "launcher", "run", str(QUICKSTART), *ARGS, f"output.dir={out}",
+            f"output.cache_dir={cache}", *extra]
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_checkpoint(out: Path, step: int, proc: subprocess.Popen) -> Path:
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        found = list(out.glob(f"*/checkpoints/step-{step:06d}/COMPLETE"))
+        if found:
+            return found[0].parents[2]
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint {step} in time")
+
+
+def hard_kill(proc: subprocess.Popen) -> None:
+    import psutil
+
+    parent = psutil.Process(proc.pid)
+    for child in parent.children(recursive=True) + [parent]:
+        child.kill()
+    proc.wait()
+
+
+def train_losses(run: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {row["step"]: row["loss"] for row in rows if row["kind"] == "train"}
+
+
+def samples_per_step(run: Path) -> dict[int, list[int]]:
+    """The multiset of sample ids each step trained on over all ranks, from the newest attempt at that step."""
+    rows = [json.loads(line) for path in (run / "logs").glob("samples-rank*.jsonl")
+            for line in path.read_text().splitlines()]
+    newest: dict[int, float] = {}
+    for row in rows:
+        newest[row["step"]] = max(newest.get(row["step"], 0.0), row["attempt"])
+    merged: dict[int, list[int]] = {}
+    for row in rows:
+        if row["attempt"] == newest[row["step"]]:
+            merged.setdefault(row["step"], []).extend(row["ids"])
+    return {step: sorted(ids) for step, ids in merged.items()}
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "export" / "model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache) -> Path:
+    """The uninterrupted 2-process run every interrupted one must match."""
+    out = tmp_path_factory.mktemp("reference")
+    proc = start(out, cache)
+    assert proc.wait() == 0, proc.stdout.read()
+    return run_dirs(out)[0]
+
+
+@pytest.mark.parametrize("kill_seed", [1, 2])
+def test_hard_kill_then_resume_is_bitwise_exact(tmp_path, cache, reference, kill_seed):
+    proc = start(tmp_path, cache)
+    run = wait_for_checkpoint(tmp_path, 10, proc)
+    time.sleep(random.Random(kill_seed).uniform(0.0, 1.5))  # a random step after the first checkpoint
+    hard_kill(proc)
+    assert not (run / "result.json").exists()
+
+    resumed = llaunch("resume", str(run))
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    expected, got = weights(reference), weights(run)
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+    reference_losses = train_losses(reference)
+    assert train_losses(run) == reference_losses  # every step, before and after the checkpoint
+    assert samples_per_step(run) == samples_per_step(reference)
+
+
+def test_killed_during_a_save_resumes_from_the_newest_complete_one(tmp_path, cache, reference):
+    """What SIGKILL in the middle of a save leaves: a newer step dir with partial shards and no marker."""
+    proc = start(tmp_path, cache)
+    run = wait_for_checkpoint(tmp_path, 20, proc)
+    hard_kill(proc)
+    newest = max(p.parent for p in run.glob("checkpoints/*/COMPLETE"))
+    torn = run / "checkpoints" / "step-000999"
+    shutil.copytree(newest, torn)
+    (torn / "COMPLETE").unlink()
+    shard = torn / "__1_0.distcp"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+
+    listing = llaunch("checkpoints", str(run))
+    assert "INCOMPLETE" in listing.stdout and f"{newest.name}  <- resume uses this" in listing.stdout
+
+    resumed = llaunch("resume", str(run))
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert f"resumed from {newest}" in resumed.stdout
+    assert not torn.exists()
+    expected, got = weights(reference), weights(run)
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+
+
+@pytest.mark.parametrize(("first", "then"), [(2, 1), (1, 2)])
+def test_elastic_resume_continues_the_same_sample_sequence(tmp_path, cache, reference, first, then):
+    proc = start(tmp_path, cache, f"resources.procs_per_node={first}")
+    run = wait_for_checkpoint(tmp_path, 20, proc)
+    hard_kill(proc)
+    saved = max(int(p.parent.name.split("-")[1]) for p in run.glob("checkpoints/*/COMPLETE"))
+
+    resumed = llaunch("resume", str(run), f"resources.procs_per_node={then}")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert f"resumed from {run}/checkpoints/step-{saved:06d}" in resumed.stdout
+    assert samples_per_step(run) == samples_per_step(reference)  # nothing skipped, nothing repeated
+    expected, got = train_losses(reference), train_losses(run)
+    for step in range(saved + 1, STEPS + 1):
+        assert got[step] == pytest.approx(expected[step], rel=2e-4), step
+
+
+def test_sigint_checkpoints_at_the_next_step_and_resume_loses_nothing(tmp_path, cache, reference):
+    proc = start(tmp_path, cache)
+    run = wait_for_checkpoint(tmp_path, 10, proc)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C does: llaunch forwards it to the workers
+    output, _ = proc.communicate(timeout=120)
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "interrupted", output
+    assert (run / "checkpoints" / f"step-{result['step']:06d}" / "COMPLETE").is_file()
+    assert "continue with: llaunch resume" in output
+
+    resumed = llaunch("resume", str(run))
+    assert resumed.returncode == 0, resumed.stdout[-2000:]
+    assert f"(step {result['step']}," in resumed.stdout
+    expected, got = weights(reference), weights(run)
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+
+
+def test_export_consolidates_a_checkpoint_with_the_training_logits(tmp_path, reference):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "exported"
+    result = llaunch("export", str(reference), "--step", str(STEPS), "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    ids = torch.arange(1, 65).reshape(2, 32)
+    with torch.no_grad():
+        trained = AutoModelForCausalLM.from_pretrained(reference / "export")(input_ids=ids).logits
+        exported = AutoModelForCausalLM.from_pretrained(out)(input_ids=ids).logits
+    assert torch.equal(trained, exported)
+    assert (out / "tokenizer.json").is_file()
+
+    half = llaunch("export", str(reference), "--dtype", "bf16", "--out", str(tmp_path / "bf16"))
+    assert half.returncode == 0, half.stderr[-2000:]
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "bf16").dtype == torch.bfloat16
+    again = llaunch("export", str(reference), "--out", str(out))
+    assert again.returncode == 2 and "exists and is not empty" in again.stderr
+
+
+def test_resume_refuses_a_change_to_the_training_itself(reference):
+    result = llaunch("resume", str(reference), "train.lr=0.1")
+    assert result.returncode == 2
+    assert "train.lr: 0.003 -> 0.1" in result.stderr and "--force" in result.stderr
+
+
+def test_async_save_keeps_training_exact(tmp_path, cache, reference):
+    proc = start(tmp_path, cache, "checkpoint.async=true")
+    assert proc.wait() == 0, proc.stdout.read()
+    run = run_dirs(tmp_path)[0]
+    assert train_losses(run) == train_losses(reference)
+    assert [p.parent.name for p in sorted(run.glob("checkpoints/*/COMPLETE"))] == [
+        "step-000040", "step-000050", "step-000060"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=7m", "tmpfs", str(mount)]).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)])
+
+
+def test_disk_full_during_a_save_keeps_the_previous_checkpoint(small_disk, cache):
+    proc = start(small_disk, cache, "logging.sample_ids=false", "output.export=false")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, output
+    assert "save failed: no space left on device" in output
+    run = run_dirs(small_disk)[0]
+    complete = [p.parent.name for p in run.glob("checkpoints/*/COMPLETE")]
+    assert complete == ["step-000010"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000010"]  # the torn one is gone
+    assert json.loads((run / "result.json").read_text())["status"] == "failed"
