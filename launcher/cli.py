@@ -103,8 +103,15 @@ def _one_line(recipe) -> str:
             f"{r.nodes}x{r.procs_per_node} procs, {recipe.train.max_steps} steps")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Command-line mistakes get one line too, like recipe mistakes (argparse adds the usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llaunch", description="Train LLMs from one recipe, laptop to cluster.")
+    parser = _OneLineParser(prog="llaunch", description="Train LLMs from one recipe, laptop to cluster.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_recipe(name: str, func, help_text: str) -> argparse.ArgumentParser:
@@ -145,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print("error: " + " ".join(str(exc).splitlines()), file=sys.stderr)  # one line, always
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

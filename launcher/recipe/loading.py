@@ -88,7 +88,7 @@ def _resolve_paths(value: Any, base_dir: Path) -> Any:
 
 
 def _format_error(error: dict[str, Any], lines: dict[KeyPath, str], default_where: str) -> str:
-    loc = tuple(str(part) for part in error["loc"])
+    loc = tuple(_printable(str(part)) for part in error["loc"])
     dotted = ".".join(loc) if loc else "recipe"
     where = _nearest_line(loc, lines) or default_where
     if error["type"] == "extra_forbidden":
@@ -104,6 +104,11 @@ def _format_error(error: dict[str, Any], lines: dict[KeyPath, str], default_wher
     got = error.get("input")
     shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
     return f"{where}: {dotted}: {message}{shown}"
+
+
+def _printable(key: str) -> str:
+    """Keys are shown as written, unless they hold characters that would break the one-line message."""
+    return key if key.isprintable() else repr(key)
 
 
 def _did_you_mean(key: str, valid: list[str]) -> str | None:

@@ -41,7 +41,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, str]]:
             context = f" ({exc.context} at line {exc.context_mark.line + 1})"
         raise UserError(f"{path}{line}: invalid YAML: {exc.problem or exc.context}{context}") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: invalid YAML: {exc}") from None
+        raise UserError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
     if data is None:
         raise UserError(f"{path}: recipe is empty; expected a mapping with name, model, data, train")
     if not isinstance(data, dict):
