@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 
 
-def llaunch(*args: str, cwd: Path | None = None, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+def llaunch(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None,
+            **popen) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "launcher", *args], cwd=cwd or ROOT, env=env, text=True,
         capture_output=True, timeout=timeout, **popen,

@@ -23,10 +23,19 @@ def metrics(run: Path, kind: str) -> list[dict]:
     return [row for row in rows if row["kind"] == kind]
 
 
+SECRETS = {"HF_TOKEN": "hf_secret_5e1f", "WANDB_API_KEY": "wandb_secret_9a7c", "AWS_SECRET_ACCESS_KEY": "aws_secret_44d2"}
+
+
 def test_quickstart_learns_checkpoints_and_exports(out_dir, shared_cache):
-    result = llaunch("run", str(QUICKSTART), f"output.dir={out_dir}", f"output.cache_dir={shared_cache}")
+    result = llaunch("run", str(QUICKSTART), f"output.dir={out_dir}", f"output.cache_dir={shared_cache}",
+                     env=SECRETS)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     [run] = run_dirs(out_dir)
+    for path in run.rglob("*"):  # secrets in the environment never land in the run dir
+        if path.is_file():
+            content = path.read_bytes()
+            assert not any(secret.encode() in content for secret in SECRETS.values()), path
+    assert not any(secret in result.stdout + result.stderr for secret in SECRETS.values())
     assert "run completed at step 200/200" in result.stdout
     assert json.loads((run / "result.json").read_text())["status"] == "completed"
 
