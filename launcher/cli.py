@@ -97,6 +97,30 @@ def _cmd_checkpoints(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from pathlib import Path
+
+    from launcher.report import render, summary
+    from launcher.rundir import RunDir
+
+    run = RunDir.open(args.run_dir)
+    print(summary(run))
+    print(f"plot       {render(run, Path(args.out) if args.out else run.path / 'report.png')}")
+    return 0
+
+
+def _cmd_init(args) -> int:
+    from launcher.shipped import copy_recipe, list_recipes
+
+    if not args.name:
+        for name, description in list_recipes():
+            print(f"{name:<32} {description}")
+        print("\ncopy one to start from: llaunch init NAME [--to FILE]")
+        return 0
+    print(f"wrote {copy_recipe(args.name, args.to)}")
+    return 0
+
+
 def _one_line(recipe) -> str:
     r = recipe.resources
     return (f"{recipe.name}: {recipe.objective}, {recipe.method.type}, {recipe.parallel.strategy}, "
@@ -141,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the LaunchPlan as JSON")
     with_recipe("validate", _cmd_validate, "check a recipe (exit 2 with one line if it is wrong)")
     with_recipe("prepare", _cmd_prepare, "tokenize and pack the data into the cache, nothing else")
+    report = sub.add_parser("report", help="plot a run's curves to a PNG and print its summary")
+    report.add_argument("run_dir")
+    report.add_argument("--out", help="PNG path (default: RUN_DIR/report.png)")
+    report.set_defaults(func=_cmd_report)
+    init = sub.add_parser("init", help="list the shipped recipes, or copy one to start from")
+    init.add_argument("name", nargs="?", help="shipped recipe name (see: llaunch init)")
+    init.add_argument("--to", help="destination file (default: ./NAME.yaml)")
+    init.set_defaults(func=_cmd_init)
     schema = sub.add_parser("schema", help="print the recipe JSON Schema (for editors)")
     schema.add_argument("--markdown", action="store_true", help="print the recipe reference table instead")
     schema.set_defaults(func=_cmd_schema)
