@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 MARKER = "COMPLETE"
+BEST = "BEST"  # marker in the checkpoint dir that is best by eval.metric (kept by keep_last rotation)
 _STEP = re.compile(r"^step-(\d{6,})$")
 
 
@@ -33,12 +34,20 @@ def latest_complete(root: Path) -> tuple[int, Path] | None:
     return complete[-1] if complete else None
 
 
+def best_checkpoint(root: Path) -> tuple[int, Path] | None:
+    """The complete checkpoint marked BEST (the newest, should a crash have left two marks)."""
+    marked = [(step, path) for step, path in complete_checkpoints(root) if (path / BEST).is_file()]
+    return marked[-1] if marked else None
+
+
 def describe(root: Path) -> list[dict]:
-    """One row per checkpoint dir: step, bytes, complete, and whether resume would use it."""
+    """One row per checkpoint dir: step, bytes, complete, whether resume would use it, whether it is the best."""
     newest = latest_complete(root)
+    best = best_checkpoint(root)
     rows = []
     for step, path in _steps(root):
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         rows.append({"step": step, "path": str(path), "bytes": size, "complete": (path / MARKER).is_file(),
-                     "resume": newest is not None and newest[1] == path})
+                     "resume": newest is not None and newest[1] == path,
+                     "best": best is not None and best[1] == path})
     return rows

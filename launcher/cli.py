@@ -22,9 +22,32 @@ def _cmd_plan(args) -> int:
     from launcher.plan.describe import describe
     from launcher.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    plan = make_plan(recipe, f"{recipe.output.dir}/{recipe.name}-<stamp>")
+    from pathlib import Path
+
+    recipe = load_recipe(args.recipe, args.overrides + _where(args))
+    plan = make_plan(recipe, str(Path(recipe.output.dir).resolve() / f"{recipe.name}-<stamp>"))
     print(plan.to_json() if args.json else describe(args.recipe, recipe, plan))
+    return 0
+
+
+def _where(args) -> list[str]:
+    """--on / --nodes / --gpus-per-node as overrides (they win over key=value ones)."""
+    where = [f"resources.launcher={args.on}"] if getattr(args, "on", None) else []
+    if args.nodes is not None:
+        where.append(f"resources.nodes={args.nodes}")
+    if args.gpus_per_node is not None:
+        where += [f"resources.procs_per_node={args.gpus_per_node}", f"slurm.gpus_per_node={args.gpus_per_node}"]
+    return where
+
+
+def _cmd_estimate(args) -> int:
+    from launcher.estimate import parse_size, report
+    from launcher.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    nodes = args.nodes or recipe.resources.nodes
+    per_node = args.gpus_per_node or recipe.resources.procs_per_node
+    print(report(recipe, parse_size(args.gpu_memory), nodes, per_node))
     return 0
 
 
@@ -54,7 +77,54 @@ def _cmd_prepare(args) -> int:
 def _cmd_run(args) -> int:
     from launcher.lifecycle import start_run
 
-    return start_run(args.recipe, args.overrides)[1]
+    return start_run(args.recipe, args.overrides + _where(args))[1]
+
+
+def _cmd_submit(args) -> int:
+    from launcher.lifecycle import submit_run
+
+    submit_run(args.recipe, args.overrides + _where(args), prepare=not args.no_prepare)
+    return 0
+
+
+def _cmd_status(args) -> int:
+    from launcher.backends.status import find_runs, run_status, table
+    from launcher.rundir import RunDir
+
+    runs = [RunDir.open(path) for path in args.run_dirs] or find_runs(args.dir)
+    rows = [run_status(run) for run in runs]
+    print(json.dumps(rows, indent=1) if args.json else table(rows))
+    return 0
+
+
+def _cmd_ls(args) -> int:
+    from launcher.backends.status import find_runs, run_status, table
+
+    print(table([run_status(run, ask_scheduler=False) for run in find_runs(args.dir)]))
+    return 0
+
+
+def _cmd_logs(args) -> int:
+    from launcher.backends.logs import show
+    from launcher.rundir import RunDir
+
+    show(RunDir.open(args.run_dir), follow=args.follow)
+    return 0
+
+
+def _cmd_cancel(args) -> int:
+    from launcher.backends import slurm
+    from launcher.rundir import RunDir
+
+    run = RunDir.open(args.run_dir)
+    jobs = slurm.job_ids(run)
+    if jobs:
+        slurm.cancel(jobs[-1])
+        print(f"cancelled job {jobs[-1]} ({run.path})")
+    else:
+        run.stop_file.touch()
+        print(f"asked the workers of {run.path} to stop: they checkpoint at the next step and exit")
+    return 0
 
 
 def _cmd_resume(args) -> int:
@@ -72,8 +142,22 @@ def _cmd_export(args) -> int:
     quiet_libraries(cpu=True)
     from launcher.train.export import export_checkpoint
 
-    out = export_checkpoint(RunDir.open(args.run_dir), args.step, Path(args.out) if args.out else None, args.dtype)
-    print(f"exported: {out} (AutoModelForCausalLM.from_pretrained)")
+    out = export_checkpoint(RunDir.open(args.run_dir), args.step, Path(args.out) if args.out else None, args.dtype,
+                            best=args.best)
+    print(f"exported: {out} (transformers from_pretrained)")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from launcher.train.quiet import quiet_libraries
+
+    quiet_libraries(cpu=True)
+    from launcher.train.evaluation.offline import evaluate_target
+
+    report = evaluate_target(args.target, args.data or [], args.split, args.step, args.best, args.objective,
+                             args.batch_size, args.max_batches)
+    print(json.dumps({"source": report.source, "files": report.files, "examples": report.examples,
+                      "metrics": report.metrics}, indent=1) if args.json else report.table())
     return 0
 
 
@@ -93,6 +177,7 @@ def _cmd_checkpoints(args) -> int:
     for row in rows:
         state = "complete" if row["complete"] else "INCOMPLETE"
         mark = "  <- resume uses this" if row["resume"] else ""
+        mark += "  <- BEST" if row.get("best") else ""
         print(f"{row['step']:>8}  {row['bytes'] / 2**20:>8.1f}MB  {state:<10}  {row['path']}{mark}")
     return 0
 
@@ -131,6 +216,7 @@ class _OneLineParser(argparse.ArgumentParser):
     """Command-line mistakes get one line too, like recipe mistakes (argparse adds the usage)."""
 
     def error(self, message: str):
+        message = " ".join(message.splitlines())
         self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
 
 
@@ -145,7 +231,35 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.set_defaults(func=func)
         return cmd
 
-    with_recipe("run", _cmd_run, "create a run dir and train on this machine")
+    def with_where(cmd: argparse.ArgumentParser, on: bool = True) -> argparse.ArgumentParser:
+        if on:
+            cmd.add_argument("--on", choices=["local", "torchrun", "deepspeed", "slurm"],
+                             help="launcher (resources.launcher)")
+        cmd.add_argument("--nodes", type=int, metavar="N", help="nodes (resources.nodes)")
+        cmd.add_argument("--gpus-per-node", type=int, metavar="G",
+                         help="workers per node, one per GPU (resources.procs_per_node; on SLURM also "
+                         "slurm.gpus_per_node)")
+        return cmd
+
+    with_where(with_recipe("run", _cmd_run, "create a run dir and train on this machine (or one node of several)"))
+    submit = with_where(with_recipe("submit", _cmd_submit, "prepare the data, create a run dir, sbatch its job "
+                                    "(resources.launcher=slurm)"), on=False)
+    submit.add_argument("--no-prepare", action="store_true", help="skip preparing the data on this machine")
+    status = sub.add_parser("status", help="state, step, loss, checkpoint and restarts of runs (asks SLURM)")
+    status.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="default: every run under --dir")
+    status.add_argument("--dir", default="runs", help="where runs are (output.dir), default runs")
+    status.add_argument("--json", action="store_true", help="one JSON object per run, for scripts")
+    status.set_defaults(func=_cmd_status)
+    ls = sub.add_parser("ls", help="list the runs under a directory (reads run dirs only, asks nobody)")
+    ls.add_argument("dir", nargs="?", default="runs", help="output.dir, default runs")
+    ls.set_defaults(func=_cmd_ls)
+    logs = sub.add_parser("logs", help="print a run's logs (SLURM job output, or the rank logs)")
+    logs.add_argument("run_dir")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the run has ended")
+    logs.set_defaults(func=_cmd_logs)
+    cancel = sub.add_parser("cancel", help="cancel a run's SLURM job (scancel), or stop a local run at the next step")
+    cancel.add_argument("run_dir")
+    cancel.set_defaults(func=_cmd_cancel)
     resume = sub.add_parser("resume", help="continue a run from its newest complete checkpoint")
     resume.add_argument("run_dir")
     resume.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. resources.procs_per_node=1")
@@ -156,15 +270,36 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--step", type=int, help="checkpoint step (default: the newest complete one)")
     export.add_argument("--out", help="output directory (default: RUN_DIR/exports/step-NNNNNN)")
     export.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    export.add_argument("--best", action="store_true", help="the checkpoint marked BEST (by eval.metric)")
     export.set_defaults(func=_cmd_export)
+    evaluate = sub.add_parser("eval", help="score a run's checkpoint or an exported model on a data file and "
+                              "print the metrics table")
+    evaluate.add_argument("target", metavar="RUN_DIR|MODEL_DIR")
+    evaluate.add_argument("--data", nargs="+", metavar="FILE", help="data files (default: the run's data.eval)")
+    evaluate.add_argument("--split", choices=["train", "eval"], default="eval",
+                          help="without --data: which of the run's splits (default eval)")
+    evaluate.add_argument("--step", type=int, help="a run's checkpoint step (default: the newest complete one)")
+    evaluate.add_argument("--best", action="store_true", help="a run's checkpoint marked BEST")
+    evaluate.add_argument("--objective", choices=["clm", "mlm", "sft", "seq_cls", "token_cls", "qa", "seq2seq"],
+                          help="for a model directory without objective.json")
+    evaluate.add_argument("--batch-size", type=int, default=16, metavar="N", help="examples per forward (16)")
+    evaluate.add_argument("--max-batches", type=int, metavar="N", help="stop after N batches")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    evaluate.set_defaults(func=_cmd_eval)
     checkpoints = sub.add_parser("checkpoints", help="list a run's checkpoints and which one resume uses")
     checkpoints.add_argument("run_dir")
     checkpoints.add_argument("--json", action="store_true")
     checkpoints.set_defaults(func=_cmd_checkpoints)
-    plan = with_recipe("plan", _cmd_plan, "show the resolved recipe and the exact commands, run nothing")
+    plan = with_where(with_recipe("plan", _cmd_plan, "show the resolved recipe and the exact commands (or job "
+                                  "script), run nothing"))
     plan.add_argument("--json", action="store_true", help="print the LaunchPlan as JSON")
     with_recipe("validate", _cmd_validate, "check a recipe (exit 2 with one line if it is wrong)")
     with_recipe("prepare", _cmd_prepare, "tokenize and pack the data into the cache, nothing else")
+    estimate = with_recipe("estimate", _cmd_estimate,
+                           "memory per GPU for every engine x method, from the model's config (loads no weights)")
+    estimate.add_argument("--gpu-memory", default="80GiB", help="memory of one GPU (default 80GiB)")
+    estimate.add_argument("--nodes", type=int, default=None, help="default: resources.nodes")
+    estimate.add_argument("--gpus-per-node", type=int, default=None, help="default: resources.procs_per_node")
     report = sub.add_parser("report", help="plot a run's curves to a PNG and print its summary")
     report.add_argument("run_dir")
     report.add_argument("--out", help="PNG path (default: RUN_DIR/report.png)")
@@ -180,7 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # overrides may follow options (`plan r.yaml --nodes 2 train.lr=1e-4`), which argparse leaves over
+    if extra and hasattr(args, "overrides") and all(not a.startswith("-") for a in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except UserError as exc:

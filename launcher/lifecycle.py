@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
-from launcher.checkpoints import complete_checkpoints
+from launcher.checkpoints import best_checkpoint, complete_checkpoints
 from launcher.plan import LaunchPlan, make_plan
 from launcher.preflight import preflight
 from launcher.errors import UserError
@@ -27,10 +28,37 @@ def prepare_data(recipe: Recipe) -> None:
 
 def start_run(recipe_path: str, overrides: list[str]) -> tuple[RunDir, int]:
     recipe = load_recipe(recipe_path, overrides)
+    if recipe.resources.launcher == "slurm":
+        raise UserError("resources.launcher=slurm: submit it with `llaunch submit RECIPE` "
+                        "(llaunch run starts local, torchrun and deepspeed launches on this machine)")
     preflight(recipe)
+    check_plan(recipe)
     prepare_data(recipe)  # bad data fails here, before a run dir exists or a process starts
     run = RunDir.create(recipe)
     return run, _launch(run, recipe)
+
+
+def submit_run(recipe_path: str, overrides: list[str], prepare: bool = True) -> tuple[RunDir, str]:
+    """Check, prepare the data (here, on the login node), create the run dir, sbatch its job script."""
+    recipe = load_recipe(recipe_path, [*overrides, "resources.launcher=slurm"])
+    preflight(recipe)
+    check_plan(recipe)
+    if not shutil.which("sbatch"):
+        raise UserError("sbatch not found: llaunch submit runs on a SLURM login node "
+                        "(llaunch plan --on slurm shows the job script)")
+    if prepare:
+        prepare_data(recipe)
+    run = RunDir.create(recipe)
+    try:
+        return run, _submit(run, recipe)
+    except UserError:
+        shutil.rmtree(run.path)  # nothing was queued: leave nothing behind
+        raise
+
+
+def check_plan(recipe: Recipe) -> None:
+    """Plan once before anything is prepared or created, so a launch setting that cannot work fails first."""
+    make_plan(recipe, str(Path(recipe.output.dir).resolve() / f"{recipe.name}-check"))
 
 
 def resume_run(run_dir: str, overrides: list[str], force: bool = False) -> tuple[RunDir, int]:
@@ -43,10 +71,15 @@ def resume_run(run_dir: str, overrides: list[str], force: bool = False) -> tuple
                         " only resources, logging, eval/checkpoint frequency and a larger max_steps are safe;"
                         " add --force to resume anyway")
     preflight(recipe)
+    if recipe.resources.launcher == "slurm":
+        _refuse_live_job(run)
     for key, was, now in recipe_changes(before, recipe):
         print(f"recipe change: {key}: {was!r} -> {now!r}")
     if overrides:
         run.write_recipe(recipe)
+    if recipe.resources.launcher == "slurm":
+        _submit(run, recipe)
+        return run, 0
     return run, _launch(run, recipe)
 
 
@@ -56,7 +89,11 @@ def _launch(run: RunDir, recipe: Recipe) -> int:
     plan = make_plan(recipe, str(run.path))
     write_plan(run, plan)
     run.stop_file.unlink(missing_ok=True)
+    run.result_file.unlink(missing_ok=True)  # a result from an earlier start must not stand for this one
     print(f"run dir: {run.path}")
+    if plan.nodes > 1 and plan.launcher == "torchrun":
+        print(f"this is one of {plan.nodes} nodes: start the same on each other node with "
+              f"`llaunch resume {run.path}` (or bash {run.launch_script})")
     print(f"$ {plan.commands[0].shell()}", flush=True)
     started = time.time()
     code = execute(plan)
@@ -67,10 +104,36 @@ def _launch(run: RunDir, recipe: Recipe) -> int:
     return code
 
 
+def _refuse_live_job(run: RunDir) -> None:
+    from launcher.backends import slurm
+
+    jobs = slurm.job_ids(run)
+    job = slurm.query(jobs[-1]) if jobs else None
+    if job and not job.finished and job.state != "UNKNOWN":
+        raise UserError(f"{run.path}: job {jobs[-1]} is still {job.state}; it resumes by itself when requeued "
+                        f"(llaunch cancel {run.path} stops it)")
+
+
+def _submit(run: RunDir, recipe: Recipe) -> str:
+    from launcher.backends import slurm
+
+    plan = make_plan(recipe, str(run.path))
+    write_plan(run, plan)
+    job = slurm.submit(plan)
+    slurm.record_job(run, job)
+    print(f"run dir: {_relative(run.path)}")
+    print(f"submitted job {job} ({plan.nodes} node(s) x {plan.procs_per_node} process(es)); "
+          f"follow it with: llaunch status {_relative(run.path)}; llaunch logs -f {_relative(run.path)}")
+    return job
+
+
 def write_plan(run: RunDir, plan: LaunchPlan) -> None:
+    """plan.json and the plan's files (launch.sh or job.sbatch, hostfile) into the run dir."""
     write_text_atomic(run.plan_file, plan.to_json())
-    write_text_atomic(run.launch_script, plan.script())
-    run.launch_script.chmod(0o755)
+    for name, text in plan.files.items():
+        write_text_atomic(run.path / name, text)
+        if name == plan.script_name:
+            (run.path / name).chmod(0o755)
 
 
 def read_metrics(run: RunDir) -> list[dict]:
@@ -90,11 +153,23 @@ def summary(run: RunDir, seconds: float, code: int) -> str:
              f"in {int(seconds // 60)}m{int(seconds % 60):02d}s (exit code {code})"]
     if evals:
         first, last = evals[0], evals[-1]
+        ppl = f", perplexity {math.exp(min(last['loss'], 50)):.2f}" if "perplexity" in last else ""
         lines.append(f"  eval loss    {first['loss']:.4f} (step {first['step']}) -> {last['loss']:.4f} "
-                     f"(step {last['step']}, perplexity {math.exp(min(last['loss'], 50)):.2f})")
+                     f"(step {last['step']}{ppl})")
+        metric = recipe.eval.metric
+        if metric and metric not in ("loss", "perplexity") and metric in last:
+            best = f"; best {result['best_value']:.4f} at step {result['best_step']}" if "best_step" in result else ""
+            lines.append(f"  eval {metric:<8}{first[metric]:.4f} (step {first['step']}) -> {last[metric]:.4f} "
+                         f"(step {last['step']}{best})")
+    if result.get("early_stopped"):
+        lines.append(f"  stopped early: {recipe.early_stopping.metric} stopped improving (early_stopping)")
     lines.append(f"  run dir      {rel}")
     if checkpoints:
         lines.append(f"  checkpoints  {_relative(checkpoints[-1][1])} (newest complete of {len(checkpoints)})")
+        best_found = best_checkpoint(run.checkpoints)
+        if best_found:
+            lines.append(f"  best         {_relative(best_found[1])} (by eval.metric {recipe.eval.metric}; "
+                         f"llaunch export {rel} --best)")
     if "export" in result:
         lines.append(f"  export       {_relative(Path(result['export']))} (transformers from_pretrained)")
     lines.append(f"  metrics      {_relative(run.metrics)}")

@@ -38,7 +38,8 @@ HOSTS_LINE="127.0.0.1 node1 node2  $MARK"
 
 die() { echo "local-slurm: $*" >&2; exit 1; }
 # True if the pid in file $1 runs (zombies count as dead: PID 1 here may reap late).
-alive() { [[ -s $1 ]] && [[ $(ps -o stat= -p "$(cat "$1")" 2>/dev/null) == [^Z]* ]]; }
+# (A daemon removes its own pid file as it exits: read the file once, quietly.)
+alive() { local pid; pid=$(cat "$1" 2>/dev/null) && [[ -n $pid && $(ps -o stat= -p "$pid" 2>/dev/null) == [^Z]* ]]; }
 
 install_slurm() {
   command -v slurmctld >/dev/null && return 0

@@ -1,1 +1,1 @@
-"""Backends execute a LaunchPlan: a local subprocess (SLURM comes with the backends issue)."""
+"""Backends execute a LaunchPlan (local.py: a subprocess here; slurm.py: sbatch) and report on runs (status, logs)."""

@@ -5,21 +5,23 @@ from __future__ import annotations
 import os
 import sys
 
-from launcher.errors import UserError
+from launcher.plan.deepspeed import plan_deepspeed
 from launcher.plan.launch_plan import LaunchPlan, NodeCommand
-from launcher.plan.local import plan_local, plan_torchrun
+from launcher.plan.local import plan_local
+from launcher.plan.profiles import resolve_slurm
+from launcher.plan.slurm import plan_slurm
+from launcher.plan.torchrun import plan_torchrun
 from launcher.recipe.schema import Recipe
 
 __all__ = ["LaunchPlan", "NodeCommand", "make_plan"]
 
 
 def make_plan(recipe: Recipe, run_dir: str, python: str | None = None, cores: int | None = None) -> LaunchPlan:
+    """The plan for recipe.resources.launcher. `python` and `cores` default to this machine's."""
     python = python or sys.executable
     cores = cores or os.cpu_count() or 1
-    if recipe.resources.nodes > 1:
-        raise UserError(
-            f"resources.nodes={recipe.resources.nodes}: multi-node launches are not available yet; use nodes: 1"
-        )
-    if recipe.resources.launcher == "local":
-        return plan_local(recipe, run_dir, python, cores)
-    return plan_torchrun(recipe, run_dir, python, cores)
+    launcher = recipe.resources.launcher
+    if launcher == "slurm":
+        return plan_slurm(recipe, run_dir, python, resolve_slurm(recipe.slurm))
+    planners = {"local": plan_local, "torchrun": plan_torchrun, "deepspeed": plan_deepspeed}
+    return planners[launcher](recipe, run_dir, python, cores)

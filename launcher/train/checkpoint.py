@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from launcher.checkpoints import MARKER, complete_checkpoints, incomplete_checkpoints, latest_complete, step_dir
+from launcher.checkpoints import (BEST, MARKER, best_checkpoint, complete_checkpoints, incomplete_checkpoints,
+                                  latest_complete, step_dir)
 from launcher.errors import RunError
 from launcher.train.distributed import Dist
 from launcher.train.engines.base import Engine
@@ -32,6 +33,10 @@ class TrainerState:
     world_size: int = 1
     global_batch_size: int = 0
     recipe_hash: str = ""
+    best_step: int | None = None  # eval.metric's best so far (its checkpoint is kept and marked BEST)
+    best_value: float | None = None
+    stop_value: float | None = None  # early_stopping.metric's best so far
+    evals_without_improvement: int = 0
 
 
 class Checkpointer:
@@ -43,7 +48,8 @@ class Checkpointer:
         self._pending = None  # (future, path, payload) of an async save not yet marked complete
         self.last_step = -1
 
-    def save(self, state: TrainerState) -> None:
+    def save(self, state: TrainerState, best: bool = False) -> None:
+        """`best`: mark this checkpoint BEST once complete (keep_last rotation never removes it)."""
         self.wait()
         path = step_dir(self.root, state.step)
         if self.d.is_main:
@@ -52,7 +58,7 @@ class Checkpointer:
                 shutil.rmtree(path)
         dist.barrier()
         path.mkdir(parents=True, exist_ok=True)
-        payload = {"trainer": asdict(state), "scheduler": self.engine.scheduler.state_dict()}
+        payload = {"trainer": asdict(state), "scheduler": self.engine.scheduler.state_dict(), "best": best}
         try:
             if self.use_async:
                 future = self.engine.async_save(path, self._group)
@@ -98,6 +104,8 @@ class Checkpointer:
             tmp = path / f".{MARKER}.tmp"
             tmp.write_text(f"step {payload['trainer']['step']}\n")
             os.replace(tmp, path / MARKER)
+            if payload.get("best"):
+                _mark_best(self.root, path)
             _rotate(self.root, self.keep_last)
 
     def _fail(self, path: Path, exc: BaseException) -> None:
@@ -119,14 +127,32 @@ def load(engine: Engine, path: Path, d: Dist) -> TrainerState:
     return TrainerState(**payload["trainer"])
 
 
+def read_state(path: Path) -> TrainerState:
+    """The trainer state of a complete checkpoint, without loading any weights."""
+    return TrainerState(**json.loads((path / STATE_FILE).read_text())["trainer"])
+
+
 def clean_incomplete(root: Path) -> None:
     for path in incomplete_checkpoints(root):
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _mark_best(root: Path, path: Path) -> None:
+    """Mark the new best first, then unmark the old one: there is always a marked checkpoint."""
+    tmp = path / f".{BEST}.tmp"
+    tmp.write_text(f"{path.name}\n")
+    os.replace(tmp, path / BEST)
+    for _, other in complete_checkpoints(root):
+        if other != path:
+            (other / BEST).unlink(missing_ok=True)
+
+
 def _rotate(root: Path, keep_last: int) -> None:
     complete = complete_checkpoints(root)
+    best = best_checkpoint(root)
     for _, path in complete[:-keep_last]:
+        if best is not None and path == best[1]:
+            continue
         (path / MARKER).unlink()  # unmark first: a half-deleted checkpoint is never taken as complete
         shutil.rmtree(path, ignore_errors=True)
 

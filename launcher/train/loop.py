@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import signal
 import time
 from pathlib import Path
@@ -20,12 +19,18 @@ from launcher.rundir import RunDir, write_text_atomic
 from launcher.train import checkpoint
 from launcher.train.distributed import Dist, any_rank, broadcast_text, sum_all
 from launcher.train.engines import build_engine
-from launcher.train.export import export_model
+from launcher.train.evaluation.best import BestTracker
+from launcher.train.evaluation.during_training import TrainingEvaluator
 from launcher.train.metrics import Metrics
 from launcher.train.model import build_model
+from launcher.train.objectives import build_objective
+from launcher.train.objectives.base import to_device
 from launcher.train.prepare import prepare
 from launcher.train.progress import TrainProgress
 from launcher.train.sampling import GlobalOrder, micro_batch_start
+
+
+OBJECTIVE_FILE = "objective.json"
 
 
 class StopRequest:
@@ -57,12 +62,14 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
     if d.is_main and not run.tokenizer.exists():
         tokenizer.save_pretrained(run.tokenizer)
 
-    engine = build_engine(recipe, build_model(recipe, tokenizer), d)
-    train_blocks = np.load(prepared.train, mmap_mode="r")
-    eval_blocks = np.load(prepared.eval, mmap_mode="r") if prepared.eval else None
-    order = GlobalOrder(len(train_blocks), recipe.train.seed)
+    objective = build_objective(recipe, tokenizer, prepared.labels)
+    if d.is_main:
+        write_objective_file(run.path, recipe, prepared.labels)
+    engine = build_engine(recipe, build_model(recipe, tokenizer, objective.head_config()), d)
+    train_data = prepared.split("train")
+    eval_data = prepared.split("eval") if prepared.has_eval else None
+    order = GlobalOrder(objective.size(train_data), recipe.train.seed)
     micro, accum, world = recipe.train.micro_batch_size, recipe.grad_accum, d.world_size
-    seq_len = recipe.data.seq_len
 
     state = checkpoint.TrainerState(world_size=world, global_batch_size=recipe.global_batch_size,
                                     recipe_hash=training_hash(recipe))
@@ -78,15 +85,17 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
 
     metrics = Metrics(run.metrics, run.tensorboard if recipe.logging.tensorboard else None, d.is_main)
     progress = TrainProgress(recipe.train.max_steps, state.step, recipe.logging.progress, d.is_main)
-    evaluate = _Evaluator(engine, eval_blocks, recipe, d, metrics, progress)
+    evaluate = TrainingEvaluator(engine, objective, eval_data, recipe, d, metrics, progress, BestTracker(recipe, state))
     if state.step == 0 and recipe.eval.at_start:
         evaluate(0)
 
     window_loss, window_steps, window_start = torch.zeros((), device=d.device), 0, time.time()
+    window_tokens = 0
     checkpointer = checkpoint.Checkpointer(engine, run.checkpoints, recipe.checkpoint.keep_last,
                                            recipe.checkpoint.async_, d)
     sample_log = _SampleLog(run, d) if recipe.logging.sample_ids else None
     while state.step < recipe.train.max_steps:
+        engine.begin_step(state.step)
         engine.model.train()
         step_loss = torch.zeros((), device=d.device)
         for m in range(accum):
@@ -94,9 +103,11 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
             indices = order.indices(start, micro)
             if sample_log:
                 sample_log.write(state.step + 1, indices)
-            batch = torch.from_numpy(train_blocks[indices].astype(np.int64)).to(d.device)
+            positions = np.arange(start, start + micro)  # sample positions: seeds for any randomness (MLM masks)
+            batch = to_device(objective.train_batch(train_data, indices, positions), d.device)
+            window_tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
             with engine.accumulating(m == accum - 1):
-                loss = engine.model(input_ids=batch, labels=batch).loss / accum
+                loss = engine.model(**batch).loss / accum
                 engine.backward(loss)
             step_loss += loss.detach()
         grad_norm = engine.step()
@@ -107,20 +118,26 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
         last = state.step == recipe.train.max_steps
 
         if state.step % recipe.train.log_every == 0 or last:
-            loss_sum, = sum_all([window_loss.item() / window_steps], d.device)
+            loss_sum, tokens = sum_all([window_loss.item() / window_steps, window_tokens], d.device)
             elapsed = time.time() - window_start
-            tokens_per_s = window_steps * recipe.global_batch_size * seq_len / max(elapsed, 1e-9)
+            tokens_per_s = tokens / max(elapsed, 1e-9)
             loss_mean = loss_sum / world
             metrics.log("train", state.step, loss=loss_mean, lr=engine.lr(), grad_norm=grad_norm,
                         tokens_per_s=tokens_per_s, consumed_samples=state.consumed_samples)
             progress.update(state.step, loss_mean, engine.lr(), tokens_per_s)
             window_loss, window_steps, window_start = torch.zeros((), device=d.device), 0, time.time()
+            window_tokens = 0
 
+        verdict = None
         if last or (recipe.eval.every and state.step % recipe.eval.every == 0):
-            evaluate(state.step)
+            verdict = evaluate(state.step)
+        new_best, early_stop = bool(verdict and verdict.new_best), bool(verdict and verdict.stop)
         checkpointer.poll()
-        if last or (recipe.checkpoint.every and state.step % recipe.checkpoint.every == 0):
-            checkpointer.save(state)
+        if last or early_stop or new_best or (recipe.checkpoint.every and state.step % recipe.checkpoint.every == 0):
+            checkpointer.save(state, best=new_best)
+        if early_stop:
+            progress.message(f"early stopping at step {state.step}: {verdict.reason}")
+            break
         if any_rank(stop.requested, d.device):
             if checkpointer.last_step != state.step:
                 checkpointer.save(state)
@@ -134,8 +151,14 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
     progress.close()
     metrics.close()
     result = {"status": "completed", "step": state.step}
-    if d.is_main and recipe.output.export:
-        export_model(engine.unwrapped(), tokenizer, run.export)
+    if state.best_step is not None:
+        result.update(best_step=state.best_step, best_metric=recipe.eval.metric, best_value=state.best_value)
+    if state.step < recipe.train.max_steps:
+        result["early_stopped"] = True
+    if recipe.output.export:
+        engine.export(run.export, tokenizer, d.is_main)  # collective: FSDP2/ZeRO-3 gather full weights
+        if d.is_main:
+            write_objective_file(run.export, recipe, prepared.labels)
         result["export"] = str(run.export)
     return result
 
@@ -156,36 +179,6 @@ def _prepare_once(recipe: Recipe, d: Dist, log):
     return prepared
 
 
-class _Evaluator:
-    """Mean token loss and perplexity over the eval blocks, sharded over ranks and summed."""
-
-    def __init__(self, engine, blocks, recipe: Recipe, d: Dist, metrics: Metrics, progress: TrainProgress):
-        self.engine, self.blocks, self.recipe, self.d = engine, blocks, recipe, d
-        self.metrics, self.progress = metrics, progress
-        self.history: list[tuple[int, float]] = []
-
-    def __call__(self, step: int) -> None:
-        if self.blocks is None or (self.history and self.history[-1][0] == step):
-            return
-        self.engine.model.eval()
-        micro = self.recipe.train.micro_batch_size
-        mine = np.arange(self.d.rank, len(self.blocks), self.d.world_size)
-        if self.recipe.eval.max_batches:
-            mine = mine[: self.recipe.eval.max_batches * micro]
-        total, tokens = 0.0, 0
-        with torch.no_grad():
-            for start in range(0, len(mine), micro):
-                batch = torch.from_numpy(self.blocks[mine[start:start + micro]].astype(np.int64)).to(self.d.device)
-                n = batch.numel() - batch.shape[0]  # predicted tokens: the first of each block has no target
-                total += self.engine.model(input_ids=batch, labels=batch).loss.item() * n
-                tokens += n
-        total, tokens = sum_all([total, tokens], self.d.device)
-        loss = total / max(tokens, 1)
-        self.history.append((step, loss))
-        self.metrics.log("eval", step, loss=loss, perplexity=math.exp(min(loss, 50)))
-        self.progress.message(f"eval step {step}: loss {loss:.4f}  perplexity {math.exp(min(loss, 50)):.2f}")
-
-
 class _SampleLog:
     """Opt-in (logging.sample_ids): the block indices each rank trained on, per step, for audits and tests.
 
@@ -200,6 +193,15 @@ class _SampleLog:
     def write(self, step: int, indices: np.ndarray) -> None:
         self._file.write(json.dumps({"attempt": self._attempt, "step": step, "ids": indices.tolist()}) + "\n")
         self._file.flush()
+
+
+def write_objective_file(directory: Path, recipe: Recipe, labels: list[str] | None) -> None:
+    """objective.json: what `llaunch eval` and `llaunch export` need to rebuild the task (head labels, columns)."""
+    data = recipe.data.model_dump(mode="json", exclude={"train", "eval", "eval_fraction"})
+    payload = {"objective": recipe.objective, "labels": labels, "data": data,
+               "eval": {"max_new_tokens": recipe.eval.max_new_tokens}}
+    directory.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(directory / OBJECTIVE_FILE, json.dumps(payload, indent=1) + "\n")
 
 
 def write_result(run: RunDir, result: dict) -> None:

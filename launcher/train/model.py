@@ -3,29 +3,46 @@
 from __future__ import annotations
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+import transformers
+from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
+from launcher.train.methods import apply_method, quantized_load_kwargs
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def build_model(recipe: Recipe, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+def model_class(objective: str):
+    """The transformers Auto class of an objective's model (causal LM, masked LM, a head, seq2seq)."""
+    from launcher.train.objectives import objective_class
+
+    return getattr(transformers, objective_class(objective).auto_class)
+
+
+def build_model(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, head: dict | None = None) -> PreTrainedModel:
+    """`head`: config keys the prepared data decides (num_labels, id2label, ...; Objective.head_config)."""
     spec = recipe.model
     dtype = DTYPES[spec.dtype]
+    auto = model_class(recipe.objective)
     if spec.path is not None:
-        return AutoModelForCausalLM.from_pretrained(spec.path, dtype=dtype, trust_remote_code=spec.trust_remote_code)
+        model = auto.from_pretrained(spec.path, dtype=dtype, trust_remote_code=spec.trust_remote_code,
+                                     **(head or {}), **quantized_load_kwargs(recipe))
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # the objective added tokens (mlm: mask)
+            model.resize_token_embeddings(len(tokenizer))
+        return apply_method(model, recipe)
     settings = dict(spec.config)
     model_type = settings.pop("type")
     settings.setdefault("vocab_size", len(tokenizer))
     for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
         settings.setdefault(name, getattr(tokenizer, name))
+    for name, value in (head or {}).items():
+        settings.setdefault(name, value)
     try:
         config = AutoConfig.for_model(model_type, **settings)
     except (ValueError, TypeError) as exc:
         raise UserError(f"model.config: {exc}") from None
     torch.manual_seed(recipe.train.seed)
-    return AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return apply_method(auto.from_config(config, dtype=dtype), recipe)
 

@@ -4,4 +4,4 @@ set -euo pipefail
 export HF_HUB_OFFLINE=1
 export OMP_NUM_THREADS=3
 export TOKENIZERS_PARALLELISM=false
-exec python3 -m torch.distributed.run --standalone --nnodes 1 --nproc-per-node 4 -m launcher.train runs/quickstart-20260101-000000
+exec python3 -m torch.distributed.run --standalone --nnodes 1 --nproc-per-node 4 -m launcher.train /scratch/runs/quickstart-20260101-000000

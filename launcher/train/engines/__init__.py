@@ -8,7 +8,11 @@ from launcher.train.engines.base import Engine
 
 
 def build_engine(recipe: Recipe, model, dist: Dist) -> Engine:
-    from launcher.train.engines.ddp import DDPEngine
-
-    engines = {"ddp": DDPEngine}
-    return engines[recipe.parallel.strategy](model, recipe, dist)
+    strategy = recipe.parallel.strategy
+    if strategy == "ddp":
+        from launcher.train.engines.ddp import DDPEngine as engine_class
+    elif strategy == "fsdp2":
+        from launcher.train.engines.fsdp2 import FSDP2Engine as engine_class
+    else:
+        from launcher.train.engines.deepspeed import DeepSpeedEngine as engine_class
+    return engine_class(model, recipe, dist)

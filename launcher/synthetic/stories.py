@@ -1,14 +1,10 @@
-"""Deterministic synthetic corpora for the CPU recipes (no hub access on test machines).
-
-The quickstart corpus is short stories from a small grammar with rules a tiny model can learn:
+"""The quickstart corpus: short stories from a small grammar with rules a tiny model can learn:
 counting in words, agreement between a name and the animals it owns, fixed phrases.
-Regenerate the committed files with `python -m launcher.synthetic recipes/data/quickstart`.
 """
 
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
 NAMES = ["anna", "ben", "clara", "david", "ella", "finn", "greta", "hugo", "iris", "jonas", "kira", "leo"]
@@ -46,6 +42,3 @@ def write_quickstart(out_dir: Path) -> None:
     (out_dir / "train.txt").write_text("\n".join(quickstart_corpus(3000, seed=1)) + "\n", encoding="utf-8")
     (out_dir / "eval.txt").write_text("\n".join(quickstart_corpus(200, seed=2)) + "\n", encoding="utf-8")
 
-
-if __name__ == "__main__":
-    write_quickstart(Path(sys.argv[1] if len(sys.argv) > 1 else "recipes/data/quickstart"))

@@ -1,0 +1,100 @@
+"""Talk to SLURM: sbatch, a job's state (squeue, then sacct, then scontrol), scancel. No torch.
+
+The run dir records its job ids (slurm.json, newest last): a requeued job keeps its id, a resubmitted
+run (`llaunch resume`) gets a new one. Clusters without accounting answer sacct with an error; then
+`scontrol show job` still knows finished jobs for MinJobAge seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from launcher.errors import UserError
+from launcher.plan.launch_plan import LaunchPlan
+from launcher.rundir import RunDir, write_text_atomic
+
+JOBS_FILE = "slurm.json"
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
+            "PREEMPTED"}
+
+
+@dataclass(frozen=True)
+class JobState:
+    state: str  # SLURM's word: PENDING, RUNNING, REQUEUED, COMPLETED, FAILED, CANCELLED, ... or UNKNOWN
+    nodes: str = ""
+    reason: str = ""
+    source: str = ""  # which command answered
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+
+def _call(argv: list[str], timeout: float = 20) -> subprocess.CompletedProcess | None:
+    """Run a SLURM client command; None if it is not installed or does not answer in time."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None
+
+
+def submit(plan: LaunchPlan) -> str:
+    """sbatch the plan's script; the job id."""
+    done = _call(list(plan.commands[0].argv), timeout=60)
+    if done is None:
+        raise UserError("sbatch not found or not answering: llaunch submit needs a SLURM login node "
+                        "(llaunch plan --on slurm shows the script)")
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines() or [f"exit code {done.returncode}"]
+        raise UserError(f"sbatch refused the job: {lines[-1]}")
+    job_id = done.stdout.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise UserError(f"sbatch answered {done.stdout.strip()!r}, expected a job id")
+    return job_id
+
+
+def record_job(run: RunDir, job_id: str) -> None:
+    jobs = [*job_ids(run), job_id]
+    write_text_atomic(run.path / JOBS_FILE, json.dumps({"jobs": jobs}, indent=1) + "\n")
+
+
+def job_ids(run: RunDir) -> list[str]:
+    path = run.path / JOBS_FILE
+    return json.loads(path.read_text())["jobs"] if path.exists() else []
+
+
+def query(job_id: str) -> JobState:
+    """The job's state from squeue, else sacct (needs accounting), else scontrol."""
+    done = _call(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T|%D|%r"])
+    if done is not None and done.returncode == 0 and done.stdout.strip():
+        state, nodes, reason = (done.stdout.strip().splitlines()[0].split("|") + ["", ""])[:3]
+        return JobState(state, nodes, "" if reason == "None" else reason, "squeue")
+    done = _call(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State,NNodes"])
+    if done is not None and done.returncode == 0 and done.stdout.strip():
+        state, nodes = (done.stdout.strip().splitlines()[-1].split("|") + [""])[:2]
+        return JobState(state.split()[0], nodes, "", "sacct")  # "CANCELLED by 0" -> CANCELLED
+    done = _call(["scontrol", "show", "job", "-o", job_id])
+    if done is not None and done.returncode == 0 and done.stdout.strip():
+        fields = dict(re.findall(r"(\w+)=(\S*)", done.stdout))
+        reason = fields.get("Reason", "")
+        return JobState(fields.get("JobState", "UNKNOWN"), fields.get("NumNodes", ""),
+                        "" if reason == "None" else reason, "scontrol")
+    return JobState("UNKNOWN", source="none")
+
+
+def cancel(job_id: str) -> None:
+    done = _call(["scancel", job_id])
+    if done is None or done.returncode != 0:
+        why = "scancel not found" if done is None else (done.stderr.strip() or f"exit code {done.returncode}")
+        raise UserError(f"could not cancel job {job_id}: {why}")
+
+
+def restart_logs(run: RunDir, job_id: str) -> list[Path]:
+    """The worker output of each start of the job (the script writes one file per start), in order."""
+    found = [(int(m.group(1)), p) for p in run.logs.glob(f"slurm-{job_id}-restart-*.out")
+             if (m := re.search(r"-restart-(\d+)\.out$", p.name))]
+    return [p for _, p in sorted(found)]

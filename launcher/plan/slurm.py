@@ -1,0 +1,162 @@
+"""The SLURM plan: one sbatch script with literal #SBATCH values; srun starts one torchrun per node.
+
+What the script does at run time (and why):
+- the head node is the first of `scontrol show hostnames "$SLURM_JOB_NODELIST"`, evaluated inside the
+  job; torchrun's c10d rendezvous there assigns the ranks, so no node rank is ever expanded by us;
+- SLURM sends USR2 to the batch shell `signal_lead` seconds before the time limit (or on
+  `scancel --signal=USR2 --batch`); its trap creates RUN_DIR/STOP, which every worker sees at the next
+  step boundary: all ranks save a checkpoint and exit cleanly. srun runs in the background so the trap
+  runs at once (bash runs traps only between commands), and the script waits again until srun ends;
+- then: run completed -> exit 0; a recorded failure -> its exit code; stopped by the signal -> requeue
+  (the requeued job resumes from the checkpoint by itself) up to `max_requeues` times; never a finished run.
+Every value from the recipe or profile is quoted for the shell, or for sbatch's own #SBATCH parser.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import PurePath
+
+from launcher.errors import UserError
+from launcher.plan.launch_plan import LaunchPlan, NodeCommand
+from launcher.plan.local import WORKER, worker_env
+from launcher.plan.torchrun import default_port, torchrun_args
+from launcher.recipe.schema import Recipe, SlurmSpec
+
+SCRIPT = "job.sbatch"
+SECRET = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|CREDENTIAL|^AWS_", re.IGNORECASE)
+
+
+class Raw(str):
+    """Shell text that must reach the script unquoted (a variable expansion we wrote ourselves)."""
+
+
+def _sh(parts: list[str]) -> str:
+    return " ".join(p if isinstance(p, Raw) else shlex.quote(p) for p in parts)
+
+
+def sbatch_value(value: str, key: str) -> str:
+    """Quote a value for an #SBATCH line: sbatch splits at blanks, treats # as a comment, honours "..."
+    with backslash escapes, and cannot continue a line."""
+    if "\n" in value or "\r" in value:
+        raise UserError(f"{key}: a line break cannot go into an #SBATCH line")
+    if re.fullmatch(r"[A-Za-z0-9_.,:/=+@%-]+", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _check(recipe: Recipe, run_dir: str, s: SlurmSpec) -> None:
+    r = recipe.resources
+    if "%" in run_dir or "\n" in run_dir:
+        raise UserError(f"output.dir: {run_dir!r}: SLURM expands % in log file paths (and a line break cannot "
+                        "go into a job script); choose a directory without them")
+    if s.gpus_per_node and r.device != "cpu" and r.procs_per_node > s.gpus_per_node:
+        raise UserError(f"resources.procs_per_node={r.procs_per_node} is more than slurm.gpus_per_node="
+                        f"{s.gpus_per_node}: one worker per GPU (set both with --gpus-per-node)")
+    for name in s.env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise UserError(f"slurm.env.{name}: not a shell variable name")
+        if name.startswith("SLURM_"):
+            raise UserError(f"slurm.env.{name}: srun reads SLURM_* variables as its own options; pick another name")
+        if SECRET.search(name):
+            raise UserError(f"slurm.env.{name}: secrets are never written into job scripts; export {name} in the "
+                            "shell you submit from (the job inherits it by name: --export=ALL)")
+    for option in s.extra_sbatch or ():
+        if not option.startswith("-"):
+            raise UserError(f"slurm.extra_sbatch: {option!r} is not an sbatch option (e.g. --exclusive)")
+
+
+def _directives(recipe: Recipe, name: str, run_dir: str, s: SlurmSpec) -> list[str]:
+    r = recipe.resources
+    nodes = f"{r.min_nodes}-{r.nodes}" if r.min_nodes is not None else str(r.nodes)
+    options: list[tuple[str, object]] = [
+        ("job-name", name), ("chdir", run_dir), ("output", "logs/slurm-%j.out"), ("open-mode", "append"),
+        ("nodes", nodes), ("ntasks-per-node", 1), ("cpus-per-task", s.cpus_per_task),
+        ("gpus-per-node", s.gpus_per_node or None), ("mem", s.mem), ("time", s.time),
+        ("partition", s.partition), ("account", s.account), ("qos", s.qos), ("constraint", s.constraint),
+        ("signal", f"B:USR2@{s.signal_lead}"), ("requeue", ""), ("export", "ALL"),
+    ]
+    lines = [f"#SBATCH --{key}" + (f"={sbatch_value(str(value), f'slurm.{key}')}" if value != "" else "")
+             for key, value in options if value is not None]
+    return lines + [f"#SBATCH {sbatch_value(option, 'slurm.extra_sbatch')}" for option in s.extra_sbatch or ()]
+
+
+def _srun(recipe: Recipe, run_dir: str, s: SlurmSpec, python: str) -> str:
+    srun = ["srun", Raw('--nodes="$SLURM_JOB_NUM_NODES"'), "--ntasks-per-node=1", f"--cpus-per-task={s.cpus_per_task}",
+            "--kill-on-bad-exit=1", "--label", Raw('--output="$worker_log"')]
+    if s.container:
+        srun.append(f"--container-image={s.container.image}")
+        if s.container.mounts:
+            srun.append(f"--container-mounts={','.join(s.container.mounts)}")
+        if s.container.workdir:
+            srun.append(f"--container-workdir={s.container.workdir}")
+    endpoint = Raw(f'"$head_node:{default_port(run_dir)}"')
+    torchrun = [python, "-m", "torch.distributed.run", *torchrun_args(recipe, endpoint, Raw('"$run_name-$restart"'))]
+    return _sh(srun) + " \\\n  " + _sh([*torchrun, *WORKER, run_dir]) + " &"
+
+
+def plan_slurm(recipe: Recipe, run_dir: str, python: str, s: SlurmSpec) -> LaunchPlan:
+    """`s` is the recipe's slurm section resolved over its cluster profile (profiles.resolve_slurm)."""
+    _check(recipe, run_dir, s)
+    s = s.model_copy(update={"cpus_per_task": s.cpus_per_task or recipe.resources.procs_per_node})
+    name = PurePath(run_dir).name
+    python = s.python or ("python3" if s.container else python)
+    env = {**worker_env(recipe, s.cpus_per_task), **s.env}
+    lines = [
+        "#!/bin/bash",
+        f"# Generated by llaunch for run {name}; `llaunch submit` submitted it (sbatch {SCRIPT}).",
+        f"# Preemption: USR2 {s.signal_lead} s before the time limit (or scancel --signal=USR2 --batch JOBID)",
+        f"# -> the workers checkpoint and stop -> the job requeues itself (at most {s.max_requeues} times) and resumes.",
+        *_directives(recipe, name, run_dir, s),
+        "set -uo pipefail",
+        "",
+        f"run_dir={shlex.quote(run_dir)}",
+        f"run_name={shlex.quote(name)}",
+        f"max_requeues={s.max_requeues}",
+        "restart=${SLURM_RESTART_COUNT:-0}",
+        'worker_log="logs/slurm-$SLURM_JOB_ID-restart-$restart.out"',
+        'echo "llaunch: job $SLURM_JOB_ID start $restart on $SLURM_JOB_NODELIST at $(date \'+%F %T\');'
+        ' worker output: $worker_log"',
+        *(f"module load {shlex.quote(module)}" for module in s.modules or ()),
+        *(f"export {key}={shlex.quote(value)}" for key, value in sorted(env.items())),
+        "",
+        "stop_requested=0",
+        "request_stop() {",
+        "  stop_requested=1",
+        '  echo "llaunch: preemption signal at $(date \'+%F %T\'): the workers checkpoint at the next step"',
+        '  touch "$run_dir/STOP"',
+        "}",
+        "trap request_stop USR2",
+        'rm -f "$run_dir/STOP" "$run_dir/result.json"',
+        "",
+        'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        _srun(recipe, run_dir, s, python),
+        "workers=$!",
+        "while :; do  # a trap interrupts wait: wait again until srun has really ended",
+        '  wait "$workers"; code=$?',
+        '  kill -0 "$workers" 2>/dev/null || break',
+        "done",
+        "",
+        'result=$(cat "$run_dir/result.json" 2>/dev/null)',
+        "status_re='\"status\": *\"([a-z]+)\"' exit_re='\"exit_code\": *([0-9]+)'",
+        'status=""; [[ $result =~ $status_re ]] && status=${BASH_REMATCH[1]}',
+        'if [[ $status == completed ]]; then echo "llaunch: run completed"; exit 0; fi',
+        'if [[ $status == failed ]]; then',
+        '  [[ $result =~ $exit_re ]] && code=${BASH_REMATCH[1]}',
+        '  echo "llaunch: run failed (see $worker_log)"; exit $(( code ? code : 1 ))',
+        "fi",
+        "if (( stop_requested )); then",
+        "  if (( restart < max_requeues )); then",
+        '    echo "llaunch: checkpoint saved; requeueing (restart $((restart + 1)) of at most $max_requeues)"',
+        '    scontrol requeue "$SLURM_JOB_ID" && exit 0',
+        "  fi",
+        '  echo "llaunch: stopped after $restart requeue(s) (slurm.max_requeues); continue with: llaunch resume $run_dir"',
+        "  exit 1",
+        "fi",
+        'echo "llaunch: workers exited with code $code (see $worker_log)"',
+        "exit $(( code ? code : 1 ))",
+    ]
+    command = NodeCommand("login node", ("sbatch", "--parsable", f"{run_dir}/{SCRIPT}"))
+    r = recipe.resources
+    return LaunchPlan("slurm", run_dir, r.nodes, r.procs_per_node, (command,), env, {SCRIPT: "\n".join(lines) + "\n"})

@@ -1,0 +1,115 @@
+"""DeepSpeed ZeRO stage 1/2/3 (+ CPU offload): DeepSpeed's own engine, optimizer partitioning and checkpoints.
+
+The config is ds_configs/<strategy>[_offload].json (or parallel.deepspeed_config) with the recipe's
+batch, clipping, precision, stage and offload filled in. The optimizer is the recipe's AdamW, built here
+and handed to DeepSpeed. Gradient accumulation is the caller's: backward() per micro batch, step() once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+from launcher.errors import UserError
+from launcher.recipe import ds_config
+from launcher.recipe.schema import Recipe
+from launcher.train.distributed import Dist
+from launcher.train.engines.base import Engine
+from launcher.train.optim import build_optimizer, build_scheduler
+
+TAG = "deepspeed"  # checkpoints/step-NNNNNN/deepspeed/ holds DeepSpeed's files
+
+
+class DeepSpeedEngine(Engine):
+    supports_async_save = False  # DeepSpeed writes its own checkpoint files, in line
+
+    def __init__(self, model: PreTrainedModel, recipe: Recipe, dist: Dist):
+        import deepspeed
+
+        # DeepSpeed's own collectives call a torch API that warns on every use; nothing for a user to act on
+        warnings.filterwarnings("ignore", message=".*all_gather_into_tensor.*deprecated", category=FutureWarning)
+        config = ds_config.fill_model_sized(ds_config.resolve(recipe), model.config.hidden_size)
+        config["managed_gradient_accumulation"] = False  # step() is the accumulation boundary
+        offload = recipe.parallel.offload != "none"
+        optimizer = _optimizer(model, recipe, offload and dist.device.type == "cuda")
+        if offload and dist.device.type != "cuda":
+            config["zero_force_ds_cpu_optimizer"] = False  # torch AdamW on CPU: same math, nothing to compile
+        scheduler = build_scheduler(optimizer, recipe.train)
+        self._ds, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config, dist_init_required=False,
+        )
+        self.model = self._ds
+        self._stage = recipe.parallel.zero_stage
+        self._adapter_only = recipe.method.type in ("lora", "qlora")
+        self._mixed = recipe.parallel.mixed_precision != "fp32"
+
+    def accumulating(self, last_micro_batch: bool):
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self._ds.backward(loss, scale_wrt_gas=False)  # the loop already divides by grad_accum
+
+    def step(self) -> float:
+        self._ds.step()  # clip, optimizer step, LR scheduler step, zero grads
+        norm = self._ds.get_global_grad_norm()
+        return float(norm) if norm is not None else float("nan")
+
+    def save(self, path: Path) -> None:
+        # universal_checkpoint_info lets `ds_to_universal` convert a ZeRO-2 checkpoint for another world size
+        self._ds.save_checkpoint(str(path), tag=TAG, client_state={"universal_checkpoint_info": {}},
+                                 save_latest=False, exclude_frozen_parameters=self._adapter_only)
+
+    def load(self, path: Path) -> None:
+        saved = len(list((path / TAG).glob("*zero_pp_rank_*_optim_states.pt")))  # one file per rank
+        world = self._ds.world_size
+        if saved and saved != world:
+            raise UserError(
+                f"{path}: DeepSpeed checkpoint written by {saved} ranks, this run has {world}; resume with "
+                f"{saved} processes (resources.nodes x resources.procs_per_node): llaunch does not yet load "
+                f"DeepSpeed universal checkpoints (ds_to_universal) at another world size")
+        loaded, _ = self._ds.load_checkpoint(str(path), tag=TAG, load_module_strict=not self._adapter_only,
+                                             load_optimizer_states=True, load_lr_scheduler_states=True)
+        if loaded is None:
+            raise UserError(f"{path}: no DeepSpeed checkpoint in {path / TAG}")
+
+    def sharded_state(self) -> dict[str, Any]:
+        raise NotImplementedError("DeepSpeed checkpoints go through save()/load()")
+
+    def load_sharded_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError("DeepSpeed checkpoints go through save()/load()")
+
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        module = self._ds.module
+        if self._stage == 3:
+            state = self._ds._zero3_consolidated_16bit_state_dict()  # collective, one layer at a time
+        else:
+            state = module.state_dict()
+        if self._mixed:  # the module holds bf16/fp16 copies: export the fp32 master weights instead
+            from deepspeed.utils import safe_get_full_fp32_param
+
+            for name, param in module.named_parameters(remove_duplicate=False):
+                if param.requires_grad:
+                    full = safe_get_full_fp32_param(param)  # collective under ZeRO-3
+                    if state is not None and full is not None:
+                        state[name] = full.detach().cpu()
+        return state
+
+    def unwrapped(self) -> PreTrainedModel:
+        return self._ds.module
+
+
+def _optimizer(model: torch.nn.Module, recipe: Recipe, cpu_adam: bool) -> torch.optim.Optimizer:
+    """The recipe's AdamW (no decay on biases and norms); DeepSpeed's compiled CPU Adam when a GPU run offloads it."""
+    t = recipe.train
+    groups = [{"params": g["params"], "weight_decay": g["weight_decay"]}
+              for g in build_optimizer(model, t).param_groups if g["params"]]  # ZeRO cannot flatten empty groups
+    if cpu_adam:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(groups, lr=t.lr, betas=t.betas, adamw_mode=True)
+    return torch.optim.AdamW(groups, lr=t.lr, betas=t.betas)

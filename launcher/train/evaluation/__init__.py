@@ -1,0 +1,1 @@
+"""Evaluation: metric functions, the distributed evaluator, best-checkpoint tracking, `llaunch eval`."""

@@ -1,0 +1,27 @@
+"""Find a model's transformer blocks: the ModuleList holding most of its parameters."""
+
+from __future__ import annotations
+
+import torch
+
+from launcher.errors import UserError
+
+
+def transformer_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """`model.layers` of a Llama, `encoder.layer` of a BERT, also under a peft wrapper."""
+    best, best_count = None, 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 0:
+            count = sum(p.numel() for p in module.parameters())
+            if count > best_count:
+                best, best_count = module, count
+    if best is None:
+        raise UserError(f"{type(model).__name__}: found no list of transformer blocks to freeze or shard")
+    return best
+
+
+def block_names(model: torch.nn.Module) -> tuple[str, int]:
+    """The blocks' module path (e.g. `model.layers`) and how many there are."""
+    blocks = transformer_blocks(model)
+    name = next(n for n, m in model.named_modules() if m is blocks)
+    return name, len(blocks)

@@ -1,0 +1,155 @@
+"""One objective = its data preparation, its batches, its model head, its loss and its eval metrics.
+
+The train loop and the evaluator talk only to this interface. Sample k of a run is a pure function of
+(seed, k) (sampling.py); anything random in a batch (MLM masks) is drawn from a generator seeded by
+(seed, sample position), never from a stateful one, so a resumed run draws exactly the same batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from launcher.errors import UserError
+from launcher.recipe.schema import Recipe
+from launcher.train.objectives.rows import Rows
+from launcher.train.objectives.store import Ragged
+
+IGNORE = -100  # label value the losses skip
+
+
+@dataclass
+class EvalOutput:
+    """What one eval batch contributes: sums added over all ranks, per-example predictions gathered to rank 0."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    predictions: list[tuple[int, Any]] = field(default_factory=list)
+
+
+class Objective:
+    name = ""
+    auto_class = "AutoModelForCausalLM"
+
+    def __init__(self, recipe: Recipe, tokenizer: PreTrainedTokenizerBase, labels: list[str] | None = None):
+        self.recipe, self.data = recipe, recipe.data
+        self.tokenizer = self.adapt_tokenizer(tokenizer)
+        # training batches pad on the right (labels too); left padding would shift the positions a
+        # decoder sees against those it generates at (prompts for generation are left-padded by hand)
+        self.tokenizer.padding_side = "right"
+        self.labels = labels
+
+    # ---- preparation (rank 0, once per content key) ----
+    def adapt_tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+        """Add what the objective needs (a mask token, a pad token); idempotent."""
+        return tokenizer
+
+    def needed_columns(self, kind: str) -> dict[str, str]:
+        """{column: recipe key naming it} that every row of a `kind` file (text, json, ...) must have."""
+        return {self.text_column(kind): "data.text_field"}
+
+    def text_column(self, kind: str) -> str:
+        return "text" if kind == "text" else self.data.text_field
+
+    def infer_labels(self, train: Rows) -> list[str] | None:
+        """The head's label names (seq_cls, token_cls): data.labels, else those seen in train."""
+        return None
+
+    def encode(self, rows: Rows, split: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def size(self, columns: dict[str, Any]) -> int:
+        """Number of training samples (what the global order permutes)."""
+        return len(columns["input_ids"])
+
+    # ---- model ----
+    def head_config(self) -> dict[str, Any]:
+        """Extra config keys for the model (num_labels, id2label, ...)."""
+        return {}
+
+    # ---- batches ----
+    def train_batch(self, columns: dict[str, Any], indices: np.ndarray, positions: np.ndarray) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def eval_batch(self, columns: dict[str, Any], indices: np.ndarray) -> dict[str, torch.Tensor]:
+        positions = np.asarray(indices)  # eval randomness (masks) is fixed per example
+        return self.train_batch(columns, indices, positions)
+
+    # ---- evaluation ----
+    def eval_step(self, model, generator, batch: dict[str, torch.Tensor], indices: np.ndarray,
+                  columns: dict[str, Any]) -> EvalOutput:
+        """Default: token-weighted loss; `generator` is the bare model for generate()."""
+        output = model(**batch)
+        count = _predicted_tokens(batch)
+        return EvalOutput({"loss_sum": output.loss.item() * count, "loss_count": count})
+
+    def metrics(self, sums: dict[str, float], predictions: list[tuple[int, Any]], columns: dict[str, Any]) -> dict[str, float]:
+        return loss_metrics(sums)
+
+
+def loss_metrics(sums: dict[str, float], perplexity: bool = True) -> dict[str, float]:
+    import math
+
+    loss = sums.get("loss_sum", 0.0) / max(sums.get("loss_count", 0.0), 1.0)
+    out = {"loss": loss}
+    if perplexity:
+        out["perplexity"] = math.exp(min(loss, 50))
+    return out
+
+
+def _predicted_tokens(batch: dict[str, torch.Tensor]) -> int:
+    labels = batch["labels"]
+    if labels.dim() == 2 and "decoder_input_ids" not in batch and labels.shape[1] > 1:
+        return int((labels[:, 1:] != IGNORE).sum())  # causal LMs predict from the second token on
+    return int((labels != IGNORE).sum())
+
+
+def ensure_eos(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Generation needs an end token: an encoder tokenizer's [SEP], else a new one."""
+    if tokenizer.eos_token is None:
+        if tokenizer.sep_token is not None:
+            tokenizer.eos_token = tokenizer.sep_token
+        else:
+            tokenizer.add_special_tokens({"eos_token": "</s>"})
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Tensors to the device; plain values (use_cache=False) as they are."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def pad_rows(rows: list[np.ndarray], value: int, side: str = "right") -> torch.Tensor:
+    """Stack rows padded to the longest one in this batch (never to a fixed maximum)."""
+    longest = max(len(row) for row in rows)
+    out = np.full((len(rows), longest), value, dtype=np.int64)
+    for i, row in enumerate(rows):
+        if side == "right":
+            out[i, :len(row)] = row
+        else:
+            out[i, longest - len(row):] = row
+    return torch.from_numpy(out)
+
+
+def ragged_rows(column: Ragged, indices: np.ndarray) -> list[np.ndarray]:
+    return [np.asarray(column[int(i)], dtype=np.int64) for i in indices]
+
+
+def check_length(rows: Rows, index: int, column: str, length: int, limit: int, truncation: bool) -> None:
+    """With data.truncation off, an example longer than the window is an error naming its row."""
+    if length > limit and not truncation:
+        raise UserError(f"{rows.where(index)}: column '{column}': {length} tokens, longer than data.seq_len={limit} "
+                        f"and data.truncation is false; raise data.seq_len or set data.truncation=true")
+
+
+def declared_or_seen(declared: list[str] | None, seen: list[str], key: str = "data.labels") -> list[str]:
+    if declared is not None:
+        return list(declared)
+    if not seen:
+        raise UserError(f"{key}: no labels found in data.train")
+    return sorted(seen)

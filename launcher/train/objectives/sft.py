@@ -1,0 +1,137 @@
+"""sft: instruction tuning on alpaca (instruction/input/output) or chat (messages) rows.
+
+The loss covers the assistant replies only (each followed by EOS, so the model learns to stop).
+With data.packing a micro batch is one padding-free row (transformers' DataCollatorWithFlattening):
+position ids restart at every example, and transformers' masking turns those restarts into a
+block-diagonal causal mask, so no token attends across an example boundary. Eval scores the loss
+and the exact match of greedy generations for the last reply of each held-out conversation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+from launcher.errors import UserError
+from launcher.train.evaluation.scores import exact_match
+from launcher.train.objectives.base import ensure_eos, IGNORE, EvalOutput, Objective, check_length, loss_metrics, pad_rows
+from launcher.train.objectives.chat import alpaca_messages, check_messages, segments, template_for
+from launcher.train.objectives.rows import Rows, bad_row, text_value
+from launcher.train.objectives.store import Ragged
+
+
+class InstructionTuning(Objective):
+    name = "sft"
+
+    def adapt_tokenizer(self, tokenizer):
+        return ensure_eos(tokenizer)
+    generate_kwargs: dict[str, Any] = {}
+
+    def needed_columns(self, kind):
+        cols = self.data.columns
+        if self.data.sft_format == "chat":
+            return {cols.messages: "data.columns.messages"}
+        if self.data.sft_format == "alpaca":
+            return {cols.instruction: "data.columns.instruction", cols.output: "data.columns.output"}
+        return {}  # auto: decided from the columns in encode
+
+    def optional_columns(self) -> tuple[str, ...]:
+        cols = self.data.columns
+        return (cols.messages, cols.instruction, cols.input, cols.output)
+
+    def _format(self, rows: Rows) -> str:
+        cols, names = self.data.columns, rows.table.column_names
+        if self.data.sft_format != "auto":
+            return self.data.sft_format
+        if cols.messages in names:
+            return "chat"
+        if cols.instruction in names and cols.output in names:
+            return "alpaca"
+        file = rows.sources[0][0]
+        raise UserError(f"{file}: rows have neither a '{cols.messages}' column (chat) nor '{cols.instruction}' and "
+                        f"'{cols.output}' (alpaca) (columns: {', '.join(names)}); set data.columns.*")
+
+    def conversations(self, rows: Rows) -> list[list[dict[str, str]]]:
+        cols, table = self.data.columns, rows.table
+        if self._format(rows) == "chat":
+            out = []
+            for i, messages in enumerate(rows.column(cols.messages)):
+                problem = check_messages(messages)
+                if problem:
+                    raise bad_row(rows, i, cols.messages, problem)
+                out.append([{"role": m["role"], "content": m["content"]} for m in messages])
+            return out
+        extra = rows.column(cols.input) if cols.input in table.column_names else [None] * len(table)
+        return [alpaca_messages(text_value(rows, i, cols.instruction, ins), extra[i] or None,
+                                text_value(rows, i, cols.output, out, allow_empty=True))
+                for i, (ins, out) in enumerate(zip(rows.column(cols.instruction), rows.column(cols.output)))]
+
+    def encode(self, rows: Rows, split: str) -> dict[str, Any]:
+        template = template_for(self.tokenizer, self.data.chat_template, self.data.chat_template_file)
+        column = self.data.columns.messages if self._format(rows) == "chat" else self.data.columns.output
+        ids, labels, prompts, targets = [], [], [], []
+        for i, conversation in enumerate(self.conversations(rows)):
+            row_ids, row_labels, prompt_len, target = self._tokens(segments(self.tokenizer, template, conversation))
+            check_length(rows, i, column, len(row_ids), self.data.seq_len, self.data.truncation)
+            ids.append(row_ids[:self.data.seq_len])
+            labels.append(row_labels[:self.data.seq_len])
+            prompts.append(row_ids[:min(prompt_len, self.data.seq_len)])
+            targets.append(target)
+        columns = {"input_ids": Ragged.from_rows(ids), "labels": Ragged.from_rows(labels)}
+        if split != "train":
+            columns.update(prompt_ids=Ragged.from_rows(prompts), target_ids=Ragged.from_rows(targets))
+        return columns
+
+    def _tokens(self, parts: list[tuple[str, bool]]) -> tuple[list[int], list[int], int, list[int]]:
+        """ids, labels, where the last reply starts, and the last reply's ids (without the added EOS)."""
+        eos = self.tokenizer.eos_token_id
+        ids, labels, prompt_len, target = [], [], 0, []
+        for text, trainable in parts:
+            piece = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if trainable:
+                prompt_len, target = len(ids), piece
+                if not piece or piece[-1] != eos:
+                    piece = piece + [eos]
+            ids += piece
+            labels += piece if trainable else [IGNORE] * len(piece)
+        return ids, labels, prompt_len, target
+
+    def train_batch(self, columns, indices, positions):
+        features = [{"input_ids": columns["input_ids"][int(i)].tolist(), "labels": columns["labels"][int(i)].tolist()}
+                    for i in indices]
+        if self.data.packing:
+            # transformers builds the per-example (block-diagonal) causal mask from the restarting position
+            # ids only when no KV cache is in play: use_cache=False is what makes packing attention-safe
+            return {**DataCollatorWithFlattening(return_tensors="pt")(features), "use_cache": False}
+        return dict(DataCollatorForSeq2Seq(self.tokenizer, label_pad_token_id=IGNORE, return_tensors="pt")(features))
+
+    def eval_batch(self, columns, indices):
+        return self.train_batch(columns, indices, np.asarray(indices))
+
+    def eval_step(self, model, generator, batch, indices, columns) -> EvalOutput:
+        output = model(**batch)
+        labels = batch["labels"]
+        count = int((labels[:, 1:] != IGNORE).sum())
+        prompts = [np.asarray(columns["prompt_ids"][int(i)], dtype=np.int64) for i in indices]
+        pad = self.tokenizer.pad_token_id
+        input_ids = pad_rows(prompts, pad, side="left")
+        attention = pad_rows([np.ones(len(p), dtype=np.int64) for p in prompts], 0, side="left")
+        device = labels.device
+        generated = generator.generate(
+            input_ids=input_ids.to(device), attention_mask=attention.to(device), do_sample=False, num_beams=1,
+            max_new_tokens=self.recipe.eval.max_new_tokens, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,
+            **self.generate_kwargs,
+        )[:, input_ids.shape[1]:]
+        decode = self.tokenizer.batch_decode
+        answers = decode(generated, skip_special_tokens=True)
+        references = decode([columns["target_ids"][int(i)].tolist() for i in indices], skip_special_tokens=True)
+        rows = [(int(i), (a.strip(), r.strip())) for i, a, r in zip(indices, answers, references)]
+        return EvalOutput({"loss_sum": output.loss.item() * count, "loss_count": count}, rows)
+
+    def metrics(self, sums, predictions, columns):
+        answers = [a for _, (a, _) in predictions]
+        references = [r for _, (_, r) in predictions]
+        return {**loss_metrics(sums), "exact_match": exact_match(answers, references)}
