@@ -43,8 +43,11 @@ class Checkpointer:
     def __init__(self, engine: Engine, root: Path, keep_last: int, use_async: bool, d: Dist):
         self.engine, self.root, self.keep_last, self.d = engine, root, keep_last, d
         self.use_async = use_async and engine.supports_async_save
-        # the background writer gets its own gloo group so it never interleaves with training collectives
+        # the background writer gets its own gloo group so it never interleaves with training collectives;
+        # asking whether every rank's write is done needs a third one: a collective on the writer's group
+        # from this thread, while the writer's are in flight, can pair up differently on each rank (a hang)
         self._group = dist.new_group(backend="gloo") if self.use_async else None
+        self._control = dist.new_group(backend="gloo") if self.use_async else None
         self._pending = None  # (future, path, payload) of an async save not yet marked complete
         self.last_step = -1
 
@@ -80,7 +83,7 @@ class Checkpointer:
         if self._pending is None:
             return
         done = torch.tensor([1 if self._pending[0].done() else 0])
-        dist.all_reduce(done, op=dist.ReduceOp.MIN, group=self._group)
+        dist.all_reduce(done, op=dist.ReduceOp.MIN, group=self._control)
         if done.item():
             self.wait()
 
