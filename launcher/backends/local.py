@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,13 +13,22 @@ from launcher.plan.launch_plan import LaunchPlan
 def execute(plan: LaunchPlan) -> int:
     """Start the plan's command, wait for it, and return its exit code.
 
-    Ctrl-C is forwarded to the process group once (workers then checkpoint and exit); the
-    workers write their own logs under the run dir.
+    The workers run in their own session, so a signal to llaunch reaches them only through here:
+    Ctrl-C is forwarded as SIGINT, and SIGTERM/SIGHUP (a process manager stopping llaunch, a closed
+    terminal) as SIGTERM; either way the workers checkpoint at the next step boundary and exit, and
+    llaunch waits for them instead of leaving them orphaned.
     """
     env = {**os.environ, **plan.env}
     proc = subprocess.Popen(plan.commands[0].argv, env=env, start_new_session=True)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        os.killpg(proc.pid, signal.SIGINT)
-        return proc.wait()
+
+    def forward(signum: int, _frame=None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            forward(signal.SIGINT)

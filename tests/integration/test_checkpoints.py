@@ -145,10 +145,11 @@ def test_elastic_resume_continues_the_same_sample_sequence(tmp_path, cache, refe
         assert got[step] == pytest.approx(expected[step], rel=2e-4), step
 
 
-def test_sigint_checkpoints_at_the_next_step_and_resume_loses_nothing(tmp_path, cache, reference):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_checkpoints_at_the_next_step_and_resume_loses_nothing(tmp_path, cache, reference, sig):
     proc = start(tmp_path, cache)
     run = wait_for_checkpoint(tmp_path, 10, proc)
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C does: llaunch forwards it to the workers
+    proc.send_signal(sig)  # Ctrl-C, or a process manager stopping llaunch: it forwards to the workers
     output, _ = proc.communicate(timeout=120)
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "interrupted", output
