@@ -7,6 +7,7 @@ from pathlib import Path
 
 MARKER = "COMPLETE"
 BEST = "BEST"  # marker in the checkpoint dir that is best by eval.metric (kept by keep_last rotation)
+DEEPSPEED_DIR = "deepspeed"  # step-NNNNNN/deepspeed/: a DeepSpeed engine's own files (its checkpoint tag)
 _STEP = re.compile(r"^step-(\d{6,})$")
 
 

@@ -143,7 +143,7 @@ def _cmd_export(args) -> int:
     from launcher.train.export import export_checkpoint
 
     out = export_checkpoint(RunDir.open(args.run_dir), args.step, Path(args.out) if args.out else None, args.dtype,
-                            best=args.best)
+                            best=args.best, merge_lora=args.merge_lora)
     print(f"exported: {out} (transformers from_pretrained)")
     return 0
 
@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="output directory (default: RUN_DIR/exports/step-NNNNNN)")
     export.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     export.add_argument("--best", action="store_true", help="the checkpoint marked BEST (by eval.metric)")
+    export.add_argument("--merge-lora", action="store_true",
+                        help="LoRA/QLoRA runs: write the base with the adapter merged in (default: the adapter alone)")
     export.set_defaults(func=_cmd_export)
     evaluate = sub.add_parser("eval", help="score a run's checkpoint or an exported model on a data file and "
                               "print the metrics table")

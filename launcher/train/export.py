@@ -1,18 +1,17 @@
 """Export a Hugging Face model directory (safetensors + config + tokenizer) that loads offline.
 
-`export_model` writes a live model (end of a run); `export_checkpoint` consolidates a sharded DCP
-checkpoint in one process (DCP reshards on load, so any world size's checkpoint works).
+`export_model` writes a live model (end of a run); `export_checkpoint` consolidates a checkpoint (DCP
+or DeepSpeed ZeRO, written at any world size) in one process.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import torch.distributed.checkpoint as dcp
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from launcher.checkpoints import best_checkpoint, complete_checkpoints, step_dir
+from launcher.checkpoints import DEEPSPEED_DIR, best_checkpoint, complete_checkpoints, step_dir
 from launcher.errors import UserError
 from launcher.rundir import RunDir
 from launcher.train.model import DTYPES, build_model
@@ -44,7 +43,12 @@ def pick_checkpoint(run: RunDir, step: int | None, best: bool = False) -> tuple[
 
 
 def load_checkpoint_model(run: RunDir, path: Path):
-    """(model, tokenizer) of a run's DCP checkpoint, consolidated in this one process."""
+    """(model, tokenizer) of a run's checkpoint, consolidated in this one process.
+
+    DCP checkpoints (DDP, FSDP2) reshard on load; DeepSpeed's (step-N/deepspeed/) go through its
+    zero_to_fp32 consolidation (the fp32 master weights). LoRA/QLoRA checkpoints hold the adapters only:
+    the model is rebuilt from the recipe with the method applied (a peft model) and the adapters loaded.
+    """
     import json
 
     from launcher.train.objectives import build_objective
@@ -54,19 +58,48 @@ def load_checkpoint_model(run: RunDir, path: Path):
     task = run.path / "objective.json"
     labels = json.loads(task.read_text()).get("labels") if task.is_file() else None
     model = build_model(recipe, tokenizer, build_objective(recipe, tokenizer, labels).head_config())
+    adapters_only = recipe.method.type in ("lora", "qlora")
+    if (path / DEEPSPEED_DIR).is_dir():
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        state = get_fp32_state_dict_from_zero_checkpoint(str(path), tag=DEEPSPEED_DIR)
+        result = model.load_state_dict(state, strict=not adapters_only)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        if adapters_only and trainable & set(result.missing_keys):
+            raise UserError(f"{path}: the checkpoint lacks trained weights such as "
+                            f"{sorted(trainable & set(result.missing_keys))[0]}")
+        return model, tokenizer
+    if adapters_only:  # loaded in place into the live adapter tensors
+        state = {"model": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}}
+        dcp.load(state, checkpoint_id=str(path), no_dist=True)
+        return model, tokenizer
     state = {"model": model.state_dict()}
     dcp.load(state, checkpoint_id=str(path), no_dist=True)
     model.load_state_dict(state["model"])
     return model, tokenizer
 
 
-def export_checkpoint(run: RunDir, step: int | None, out: Path | None, dtype: str, best: bool = False) -> Path:
+def export_checkpoint(run: RunDir, step: int | None, out: Path | None, dtype: str, best: bool = False,
+                      merge_lora: bool = False) -> Path:
+    """A Hugging Face directory from a checkpoint; for LoRA/QLoRA runs the peft adapter alone, or with
+    `merge_lora` the merged full model (its adapter beside it in adapter/)."""
+    from launcher.train.methods.export import export_trained, save_adapter
+
+    adapters = run.load_recipe().method.type in ("lora", "qlora")
+    if merge_lora and not adapters:
+        raise UserError(f"--merge-lora: {run.path} trained method.type={run.load_recipe().method.type}, which has no "
+                        f"adapter to merge; leave --merge-lora out")
     step, path = pick_checkpoint(run, step, best)
     out = out or run.path / "exports" / f"step-{step:06d}"
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out {out}: exists and is not empty; choose another directory")
     model, tokenizer = load_checkpoint_model(run, path)
-    export_model(model.to(DTYPES[dtype]), tokenizer, out)
+    if not adapters:
+        export_model(model.to(DTYPES[dtype]), tokenizer, out)
+    elif merge_lora:
+        export_trained(model, tokenizer, out, dtype=DTYPES[dtype])
+    else:
+        save_adapter(model, tokenizer, out)
     task = run.path / "objective.json"
     if task.is_file():
         (out / task.name).write_text(task.read_text())

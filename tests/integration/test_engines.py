@@ -37,6 +37,9 @@ CASES = {
     "ddp-freeze-gradual": (["method.type=freeze", "method.freeze.train_top_blocks=1",
                             f"method.freeze.unfreeze_every={SAVE_EVERY}"], 0.3),
 }
+# `llaunch export` from the last checkpoint equals the run's own export, for each checkpoint format:
+# DCP sharded (FSDP2), ZeRO partitions (zero_to_fp32), ZeRO adapter-only, DCP adapter-only on a 4-bit base
+EXPORTED = ("fsdp2-full", "zero3-full", "zero2-lora", "ddp-qlora-4bit")
 CHANGED = {"ddp-freeze-top1": ("model.layers.1.",), "ddp-freeze-gradual": ("model.layers.0.", "model.layers.1.")}
 
 
@@ -91,6 +94,27 @@ def test_engine_method_trains_exports_and_resumes(case, out_dir, shared_cache, t
     before, again = _weights(kept), _weights(run / "export")
     assert before.keys() == again.keys()
     assert all(np.array_equal(before[name], again[name]) for name in before)
+    if case in EXPORTED:
+        _assert_checkpoint_export_is_the_run_export(run, "lora" in case, tmp_path)
+
+
+def _assert_checkpoint_export_is_the_run_export(run: Path, adapters: bool, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    merged = llaunch("export", str(run), "--out", str(tmp_path / "merged"), *(["--merge-lora"] if adapters else []))
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    expected, got = _weights(run / "export"), _weights(tmp_path / "merged")
+    assert expected.keys() == got.keys()
+    assert all(np.array_equal(expected[name], got[name]) for name in expected)
+    if adapters:  # without --merge-lora: the peft adapter alone, as the run wrote it beside its export
+        alone = llaunch("export", str(run), "--out", str(tmp_path / "adapter"))
+        assert alone.returncode == 0, alone.stderr[-3000:]
+        expected, got = (load_file(d / "adapter_model.safetensors") for d in (run / "export" / "adapter",
+                                                                              tmp_path / "adapter"))
+        assert expected.keys() == got.keys() and all(np.array_equal(expected[k], got[k]) for k in expected)
+    else:
+        refused = llaunch("export", str(run), "--merge-lora", "--out", str(tmp_path / "refused"))
+        assert refused.returncode == 2 and "no adapter to merge" in refused.stderr
 
 
 def _assert_only_these_changed(run: Path, args: list[str], prefixes: tuple[str, ...]) -> None:

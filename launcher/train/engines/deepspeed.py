@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
+from launcher.checkpoints import DEEPSPEED_DIR
 from launcher.errors import UserError
 from launcher.recipe import ds_config
 from launcher.recipe.schema import Recipe
@@ -22,7 +23,6 @@ from launcher.train.distributed import Dist
 from launcher.train.engines.base import Engine
 from launcher.train.optim import build_optimizer, build_scheduler
 
-TAG = "deepspeed"  # checkpoints/step-NNNNNN/deepspeed/ holds DeepSpeed's files
 
 
 class DeepSpeedEngine(Engine):
@@ -61,21 +61,21 @@ class DeepSpeedEngine(Engine):
 
     def save(self, path: Path) -> None:
         # universal_checkpoint_info lets `ds_to_universal` convert a ZeRO-2 checkpoint for another world size
-        self._ds.save_checkpoint(str(path), tag=TAG, client_state={"universal_checkpoint_info": {}},
+        self._ds.save_checkpoint(str(path), tag=DEEPSPEED_DIR, client_state={"universal_checkpoint_info": {}},
                                  save_latest=False, exclude_frozen_parameters=self._adapter_only)
 
     def load(self, path: Path) -> None:
-        saved = len(list((path / TAG).glob("*zero_pp_rank_*_optim_states.pt")))  # one file per rank
+        saved = len(list((path / DEEPSPEED_DIR).glob("*zero_pp_rank_*_optim_states.pt")))  # one file per rank
         world = self._ds.world_size
         if saved and saved != world:
             raise UserError(
                 f"{path}: DeepSpeed checkpoint written by {saved} ranks, this run has {world}; resume with "
                 f"{saved} processes (resources.nodes x resources.procs_per_node): llaunch does not yet load "
                 f"DeepSpeed universal checkpoints (ds_to_universal) at another world size")
-        loaded, _ = self._ds.load_checkpoint(str(path), tag=TAG, load_module_strict=not self._adapter_only,
+        loaded, _ = self._ds.load_checkpoint(str(path), tag=DEEPSPEED_DIR, load_module_strict=not self._adapter_only,
                                              load_optimizer_states=True, load_lr_scheduler_states=True)
         if loaded is None:
-            raise UserError(f"{path}: no DeepSpeed checkpoint in {path / TAG}")
+            raise UserError(f"{path}: no DeepSpeed checkpoint in {path / DEEPSPEED_DIR}")
 
     def sharded_state(self) -> dict[str, Any]:
         raise NotImplementedError("DeepSpeed checkpoints go through save()/load()")

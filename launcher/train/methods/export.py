@@ -17,8 +17,9 @@ from launcher.train.export import export_model
 
 
 def export_trained(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out: Path,
-                   state: dict[str, torch.Tensor] | None = None) -> Path:
-    """`state`: full weights keyed like model.state_dict() (engines that shard pass the gathered ones)."""
+                   state: dict[str, torch.Tensor] | None = None, dtype: torch.dtype | None = None) -> Path:
+    """`state`: full weights keyed like model.state_dict() (engines that shard pass the gathered ones);
+    `dtype`: of the merged LoRA model (default: the base model's)."""
     from peft import PeftModel
 
     if not isinstance(model, PeftModel):
@@ -32,9 +33,18 @@ def export_trained(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, o
         tokenizer.save_pretrained(out)
         return out
     state = dict(model.state_dict() if state is None else state)
-    model.save_pretrained(out / "adapter", state_dict=dict(state), save_embedding_layers=False)  # peft picks the adapter
+    save_adapter(model, tokenizer, out / "adapter", dict(state))
     merged = merged_model(model, state)
-    return export_model(merged, tokenizer, out)
+    return export_model(merged if dtype is None else merged.to(dtype), tokenizer, out)
+
+
+def save_adapter(model, tokenizer: PreTrainedTokenizerBase, out: Path,
+                 state: dict[str, torch.Tensor] | None = None) -> Path:
+    """The peft adapter directory (adapter_config.json names the base model path); peft picks the adapter
+    weights out of `state` (default: the live model's)."""
+    model.save_pretrained(out, state_dict=state, save_embedding_layers=False)
+    tokenizer.save_pretrained(out)
+    return out
 
 
 def merged_model(model, state: dict[str, torch.Tensor]) -> PreTrainedModel:
