@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+from launcher import prepared_index
 from launcher.checkpoints import best_checkpoint, complete_checkpoints
 from launcher.plan import LaunchPlan, make_plan
 from launcher.preflight import preflight
@@ -19,11 +20,16 @@ from launcher.rundir import RunDir, write_text_atomic
 
 def prepare_data(recipe: Recipe) -> None:
     """Tokenizer + tokenized, packed data into the cache (what `llaunch prepare` does on a login node)."""
-    from launcher.train.prepare import prepare  # heavy imports only on the commands that need them
+    found = prepared_index.lookup(recipe)  # prepared before: no torch/transformers imports here
+    if found is None:
+        from launcher.train.prepare import prepare  # heavy imports only when there is work to do
 
-    prepared = prepare(recipe)
-    if prepared.cached:
-        print(f"prepared data found in cache: {prepared.train.parent}")
+        prepared = prepare(recipe)
+        prepared_index.record(recipe, prepared.dir)
+        if not prepared.cached:
+            return
+        found = prepared.dir
+    print(f"prepared data found in cache: {found}")
 
 
 def start_run(recipe_path: str, overrides: list[str]) -> tuple[RunDir, int]:

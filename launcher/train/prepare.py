@@ -17,14 +17,13 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from launcher.prepared_index import FORMAT_VERSION, cache_root
 from launcher.recipe.schema import Recipe
 from launcher.train.hashing import digest, files_digest
 from launcher.train.objectives import Objective, objective_class
 from launcher.train.objectives.rows import Rows, file_kind, read_rows
 from launcher.train.objectives.store import load_split, save_split
 from launcher.train.tokenizer import load_tokenizer
-
-FORMAT_VERSION = "columns-v2"
 
 
 @dataclass(frozen=True)
@@ -48,10 +47,6 @@ class Prepared:
 
     def split(self, name: str) -> dict[str, Any]:
         return load_split(self.dir, name, self.meta["columns"][name])
-
-
-def cache_root(recipe: Recipe) -> Path:
-    return Path(recipe.output.cache_dir or Path(recipe.output.dir) / ".cache").resolve()
 
 
 def prepare(recipe: Recipe, log=print) -> Prepared:

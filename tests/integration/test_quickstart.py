@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -110,6 +111,21 @@ def test_prepare_caches_data_for_the_run(tmp_path):
     assert "prepared data:" in first.stdout
     second = llaunch("prepare", str(QUICKSTART), f"output.cache_dir={cache}")
     assert "prepared data found in cache" in second.stdout
+
+
+def test_prepared_data_is_found_without_torch_and_a_changed_file_is_noticed(tmp_path):
+    corpus = tmp_path / "train.txt"
+    shutil.copy(QUICKSTART.parent / "data" / "quickstart" / "train.txt", corpus)
+    args = [str(QUICKSTART), f"output.cache_dir={tmp_path / 'cache'}", f"data.train={corpus}"]
+    assert "prepared data:" in llaunch("prepare", *args).stdout
+    check = ("import sys; from launcher.lifecycle import prepare_data; from launcher.recipe import load_recipe; "
+             "prepare_data(load_recipe(sys.argv[1], sys.argv[2:])); print('torch' in sys.modules)")
+    again = subprocess.run([sys.executable, "-c", check, *args], cwd=ROOT, text=True, capture_output=True)
+    assert again.stdout.splitlines() == [f"prepared data found in cache: {next((tmp_path / 'cache' / 'data').iterdir())}",
+                                         "False"], again.stdout + again.stderr  # llaunch run starts faster
+    corpus.write_text(corpus.read_text().replace("anna", "anne"))
+    changed = llaunch("prepare", *args)
+    assert "prepared data:" in changed.stdout and len(list((tmp_path / "cache" / "data").iterdir())) == 2
 
 
 def test_single_process_local_launcher(out_dir, shared_cache):
