@@ -28,8 +28,8 @@ TINY_LLAMA = {"type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_
               "num_attention_heads": 2, "num_key_value_heads": 2}
 
 
-def jsonl(path: Path, rows: list) -> str:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+def jsonl(path: Path, rows: list, encoding: str = "utf-8") -> str:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding=encoding)
     return str(path)
 
 
@@ -54,9 +54,13 @@ REVIEWS = [{"text": "the food was great", "label": "positive"}, {"text": "i did 
     ([REVIEWS[0], {"text": "word " * 40, "label": "negative"}], {"truncation": False, "seq_len": 16},
      r"train.jsonl:2: column 'text': 42 tokens, longer than data.seq_len=16 and data.truncation is false"),
     ([REVIEWS[0], {"text": None, "label": "positive"}], {}, r"train.jsonl:2: column 'text': missing"),
+    ([REVIEWS[0], '{"text": "caf\xe9", "label": "positive"}'], {"encoding": "latin-1"},
+     r"train.jsonl:2: not UTF-8 \(byte 0xe9 at column 14\); save the file as UTF-8"),
 ])
 def test_bad_rows_name_file_line_and_column(tmp_path, rows, settings, message):
-    data = {"train": jsonl(tmp_path / "train.jsonl", rows), **settings}
+    settings = dict(settings)
+    encoding = settings.pop("encoding", "utf-8")
+    data = {"train": jsonl(tmp_path / "train.jsonl", rows, encoding), **settings}
     with pytest.raises(UserError, match=message):
         prepare(make_recipe(tmp_path, "seq_cls", data), log=lambda _: None)
 

@@ -66,6 +66,8 @@ def read_rows(files: list[str], fmt: str, cache: Path, needed: dict[str, str], o
     kind = file_kind(files, fmt)
     tables, sources, start = [], [], 0
     for file in files:
+        if kind in ("json", "text", "csv"):
+            _check_utf8(file)
         if kind in ("json", "text") and _blank(file):
             raise UserError(f"{file}: no rows; a split needs at least one example")
         try:
@@ -86,6 +88,17 @@ def read_rows(files: list[str], fmt: str, cache: Path, needed: dict[str, str], o
         start += len(table)
     table = tables[0] if len(tables) == 1 else datasets.concatenate_datasets(tables)
     return Rows(table, sources, kind)
+
+
+def _check_utf8(file: str) -> None:
+    """datasets decodes text files as UTF-8 and fails deep inside pyarrow on the first bad byte; say where."""
+    with open(file, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise UserError(f"{file}:{number}: not UTF-8 (byte 0x{line[err.start]:02x} at column {err.start + 1}); "
+                                "save the file as UTF-8") from None
 
 
 def _blank(file: str) -> bool:
