@@ -90,7 +90,7 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
         evaluate(0)
 
     window_loss, window_steps, window_start = torch.zeros((), device=d.device), 0, time.time()
-    window_tokens = 0
+    window_tokens = window_slots = 0  # real tokens / token slots (with padding) fed to the model
     checkpointer = checkpoint.Checkpointer(engine, run.checkpoints, recipe.checkpoint.keep_last,
                                            recipe.checkpoint.async_, d)
     sample_log = _SampleLog(run, d) if recipe.logging.sample_ids else None
@@ -104,8 +104,10 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
             if sample_log:
                 sample_log.write(state.step + 1, indices)
             positions = np.arange(start, start + micro)  # sample positions: seeds for any randomness (MLM masks)
-            batch = to_device(objective.train_batch(train_data, indices, positions), d.device)
+            batch = objective.train_batch(train_data, indices, positions)
+            window_slots += batch["input_ids"].numel()  # counted on the host copy: no device sync per micro batch
             window_tokens += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+            batch = to_device(batch, d.device)
             with engine.accumulating(m == accum - 1):
                 loss = engine.model(**batch).loss / accum
                 engine.backward(loss)
@@ -118,16 +120,18 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
         last = state.step == recipe.train.max_steps
 
         if state.step % recipe.train.log_every == 0 or last:
-            loss_sum, tokens = sum_all([window_loss.item() / window_steps, window_tokens], d.device)
+            loss_sum, tokens, slots = sum_all([window_loss.item() / window_steps, window_tokens, window_slots], d.device)
             elapsed = time.time() - window_start
             tokens_per_s = tokens / max(elapsed, 1e-9)
             loss_mean = loss_sum / world
-            metrics.log("train", state.step, loss=loss_mean, lr=engine.lr(), grad_norm=grad_norm,
-                        tokens_per_s=tokens_per_s, consumed_samples=state.consumed_samples)
+            metrics.log("train", state.step, loss=loss_mean, lr=engine.lr(), grad_norm=float(grad_norm),
+                        tokens_per_s=tokens_per_s, nonpad_fraction=tokens / max(slots, 1),
+                        consumed_samples=state.consumed_samples)
             progress.update(state.step, loss_mean, engine.lr(), tokens_per_s)
             window_loss, window_steps, window_start = torch.zeros((), device=d.device), 0, time.time()
-            window_tokens = 0
+            window_tokens = window_slots = 0
 
+        paused = time.time()  # evaluation and checkpointing do not count against tokens/s
         verdict = None
         if last or (recipe.eval.every and state.step % recipe.eval.every == 0):
             verdict = evaluate(state.step)
@@ -135,6 +139,7 @@ def run_training(run: RunDir, d: Dist, log) -> dict:
         checkpointer.poll()
         if last or early_stop or new_best or (recipe.checkpoint.every and state.step % recipe.checkpoint.every == 0):
             checkpointer.save(state, best=new_best)
+        window_start += time.time() - paused
         if early_stop:
             progress.message(f"early stopping at step {state.step}: {verdict.reason}")
             break

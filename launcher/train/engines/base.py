@@ -28,8 +28,12 @@ class Engine(ABC):
         loss.backward()
 
     @abstractmethod
-    def step(self) -> float:
-        """Clip, optimizer step, scheduler step, zero grads; return the gradient norm before clipping."""
+    def step(self) -> torch.Tensor | float:
+        """Clip, optimizer step, scheduler step, zero grads; return the gradient norm before clipping.
+
+        A device tensor where the engine has one: reading it waits for the device, so the loop reads
+        it only on the steps it logs.
+        """
 
     def lr(self) -> float:
         return float(self.scheduler.get_last_lr()[0])

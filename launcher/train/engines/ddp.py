@@ -49,7 +49,7 @@ class DDPEngine(Engine):
     def backward(self, loss: torch.Tensor) -> None:
         (self._scaler.scale(loss) if self._scaler else loss).backward()
 
-    def step(self) -> float:
+    def step(self) -> torch.Tensor:
         if self._scaler:
             self._scaler.unscale_(self.optimizer)
         params = [p for p in self._module.parameters() if p.requires_grad]
@@ -61,7 +61,7 @@ class DDPEngine(Engine):
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return norm.detach()
 
     def sharded_state(self) -> dict[str, Any]:
         if self._adapters_only:

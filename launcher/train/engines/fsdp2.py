@@ -52,7 +52,7 @@ class FSDP2Engine(Engine):
     def backward(self, loss: torch.Tensor) -> None:
         (self._scaler.scale(loss) if self._scaler else loss).backward()
 
-    def step(self) -> float:
+    def step(self) -> torch.Tensor:
         if self._scaler:
             self._scaler.unscale_(self.optimizer)
         params = [p for p in self._module.parameters() if p.requires_grad]
@@ -64,7 +64,7 @@ class FSDP2Engine(Engine):
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).detach()
 
     def sharded_state(self) -> dict[str, Any]:
         model_state, optim_state = get_state_dict(self._module, self.optimizer)
