@@ -112,5 +112,5 @@ def test_sft_lora_on_the_pretrained_quickstart_model(tmp_path, cache):
     run = train("sft_lora.yaml", tmp_path / "sft", cache, f"model.path={pretrained / 'export'}")
     scores = evals(run)
     assert scores[0]["exact_match"] == 0.0  # the untuned model continues the story instead of answering
-    assert scores[-1]["exact_match"] >= 0.35, scores
+    assert scores[-1]["exact_match"] >= 0.40, scores
     assert (run / "export" / "adapter" / "adapter_config.json").is_file()

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from transformers import DataCollatorWithPadding
 
 from launcher.errors import UserError

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from transformers import DataCollatorWithPadding
 
 from launcher.train.evaluation.scores import classification_scores

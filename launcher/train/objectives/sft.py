@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
 from launcher.errors import UserError
