@@ -1,17 +1,15 @@
-"""The quickstart end to end with real torchrun processes (gloo, CPU): learn, checkpoint, export, resume."""
+"""The quickstart end to end with real torchrun processes (gloo, CPU): learn, checkpoint, export; the data
+cache. Resuming after a hard kill, bitwise, is tests/integration/test_checkpoints.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 
 from tests.conftest import QUICKSTART, ROOT, llaunch, run_dirs
@@ -66,42 +64,6 @@ def test_quickstart_learns_checkpoints_and_exports(out_dir, shared_cache):
         batch = torch.from_numpy(eval_blocks.astype(np.int64))
         loss = model(input_ids=batch, labels=batch).loss.item()
     assert loss == pytest.approx(evals[-1]["loss"], abs=1e-3)  # the export is the trained model
-
-
-def _kill_tree(pid: int) -> None:
-    parent = psutil.Process(pid)
-    for proc in parent.children(recursive=True) + [parent]:
-        proc.kill()
-
-
-def test_resume_after_hard_kill_continues_from_the_checkpoint(out_dir, shared_cache, tmp_path):
-    args = [str(QUICKSTART), f"output.cache_dir={shared_cache}", "train.max_steps=60",
-            "checkpoint.every=20", "eval.every=0", "eval.at_start=false"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "launcher", "run", *args, f"output.dir={out_dir}"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(out_dir.glob("*/checkpoints/step-000020/COMPLETE")):
-        time.sleep(0.2)
-    _kill_tree(proc.pid)
-    proc.wait()
-    [run] = run_dirs(out_dir)
-    assert not (run / "result.json").exists(), "the run finished before it was killed"
-    saved = max(int(p.parent.name.split("-")[1]) for p in run.glob("checkpoints/*/COMPLETE"))
-
-    result = llaunch("resume", str(run))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"resumed from {run}/checkpoints/step-{saved:06d} (step {saved}," in result.stdout
-    assert json.loads((run / "result.json").read_text()) ["step"] == 60
-    resumed_steps = [row["step"] for row in metrics(run, "train")]
-    assert resumed_steps[-3:] == [40, 50, 60] and resumed_steps.count(saved + 10) >= 1
-
-    reference_dir = tmp_path / "reference"
-    reference = llaunch("run", *args, f"output.dir={reference_dir}")
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    expected = {row["step"]: row["loss"] for row in metrics(run_dirs(reference_dir)[0], "train")}
-    after = {row["step"]: row["loss"] for row in metrics(run, "train") if row["step"] > saved}
-    assert after and all(after[step] == expected[step] for step in after), (after, expected)
 
 
 def test_prepare_caches_data_for_the_run(tmp_path):
