@@ -28,6 +28,8 @@ def _check_file(key: str, name: str) -> None:
         raise UserError(f"{key}: file {name} not found")
     if not path.is_file():
         raise UserError(f"{key}: {name} is a directory, expected a .txt or .jsonl file")
+    if path.stat().st_size == 0:
+        raise UserError(f"{key}: {name} is empty (0 bytes); a split needs at least one example")
 
 
 def check_model_dir(path: str) -> None:

@@ -81,6 +81,12 @@ def test_bad_rows_of_each_objective(tmp_path, objective, row, message):
         prepare(make_recipe(tmp_path, objective, data, model), log=lambda _: None)
 
 
+def test_csv_without_a_needed_column(tmp_path):
+    (tmp_path / "train.csv").write_text("text\nthe food was great\n")
+    with pytest.raises(UserError, match=r"train.csv: rows have no 'label' column \(columns: text\); set data.columns.label"):
+        prepare(make_recipe(tmp_path, "seq_cls", {"train": str(tmp_path / "train.csv")}), log=lambda _: None)
+
+
 def test_bad_data_fails_before_a_run_dir_exists(tmp_path):
     data = {"train": jsonl(tmp_path / "train.jsonl", [REVIEWS[0], {"text": "x", "label": "maybe"}]),
             "labels": ["negative", "positive"]}
