@@ -1,0 +1,104 @@
+"""Checkpoint stall: how much longer a stretch of training takes when it includes one save, sync vs
+async (checkpoint.async), on a model whose save takes over a second; and save/load bandwidth against
+a plain file copy of the same bytes. One process, the real DDP engine and Checkpointer.
+
+    python bench/checkpoint_stall.py [--rounds 3] [--hidden 1024] [--layers 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+from common import save, table  # noqa: E402
+from launcher.recipe import load_recipe  # noqa: E402
+from launcher.train.checkpoint import Checkpointer, TrainerState  # noqa: E402
+from launcher.train.distributed import Dist  # noqa: E402
+from launcher.train.engines.ddp import DDPEngine  # noqa: E402
+
+STEPS, SAVE_AT = 6, 2
+
+
+def train_stretch(engine, batch, checkpointer: Checkpointer | None, root: Path) -> float:
+    started = time.perf_counter()
+    for step in range(1, STEPS + 1):
+        engine.model(input_ids=batch, labels=batch).loss.backward()
+        engine.step()
+        if checkpointer:
+            checkpointer.poll()
+            if step == SAVE_AT:
+                checkpointer.save(TrainerState(step=step))
+    if checkpointer:
+        checkpointer.wait()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--layers", type=int, default=8)
+    args = parser.parse_args()
+    dist.init_process_group("gloo", init_method="tcp://127.0.0.1:29611", rank=0, world_size=1)
+    recipe = load_recipe(Path(__file__).parents[1] / "recipes" / "quickstart.yaml",
+                         ["resources.procs_per_node=1", "~train.global_batch_size", "train.max_steps=1000"])
+    config = LlamaConfig(hidden_size=args.hidden, intermediate_size=args.hidden * 11 // 4,
+                         num_hidden_layers=args.layers, num_attention_heads=args.hidden // 64, vocab_size=32000)
+    torch.manual_seed(0)
+    engine = DDPEngine(LlamaForCausalLM(config), recipe, Dist(0, 1, 0, torch.device("cpu")))
+    batch = torch.randint(0, 32000, (1, 128))
+    params = sum(p.numel() for p in engine.unwrapped().parameters())
+    with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
+        root = Path(tmp)
+        train_stretch(engine, batch, None, root)  # warm-up: optimizer state exists from here on
+        sync_ckpt = Checkpointer(engine, root / "sync", 1, False, Dist(0, 1, 0, torch.device("cpu")))
+        async_ckpt = Checkpointer(engine, root / "async", 1, True, Dist(0, 1, 0, torch.device("cpu")))
+        samples = {"no save": [], "sync save": [], "async save": []}
+        for _ in range(args.rounds):
+            samples["no save"].append(train_stretch(engine, batch, None, root))
+            samples["sync save"].append(train_stretch(engine, batch, sync_ckpt, root))
+            samples["async save"].append(train_stretch(engine, batch, async_ckpt, root))
+            print({k: round(v[-1], 2) for k, v in samples.items()}, flush=True)
+        saved = root / "sync" / f"step-{SAVE_AT:06d}"
+        size = sum(f.stat().st_size for f in saved.rglob("*") if f.is_file())
+        started = time.perf_counter()
+        sync_ckpt.save(TrainerState(step=99))
+        save_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        engine.load(root / "sync" / "step-000099")
+        load_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        subprocess.run(["cp", "-r", str(root / "sync" / "step-000099"), str(root / "copy")], check=True)
+        os.sync()
+        copy_seconds = time.perf_counter() - started
+        shutil.rmtree(root / "copy")
+    median = {k: statistics.median(v) for k, v in samples.items()}
+    stall = {k: median[k] - median["no save"] for k in ("sync save", "async save")}
+    gb = size / 1e9
+    print(f"model {params / 1e6:.0f}M params; checkpoint {gb:.2f} GB (model + AdamW states)")
+    print(table([[k, f"{v:.2f} s"] for k, v in stall.items()], ["save", "training stall per checkpoint"]))
+    print(f"async stall / sync stall = {stall['async save'] / stall['sync save']:.2f} (target < 0.20)")
+    print(table([["DCP save (sync)", f"{gb / save_seconds:.2f} GB/s"], ["DCP load", f"{gb / load_seconds:.2f} GB/s"],
+                 ["cp -r of the same files", f"{gb / copy_seconds:.2f} GB/s"]], ["operation", "bandwidth"]))
+    save("checkpoint_stall", {"params": params, "checkpoint_bytes": size, "median_stretch_seconds": median,
+                              "stall_seconds": stall, "save_gbps": gb / save_seconds, "load_gbps": gb / load_seconds,
+                              "copy_gbps": gb / copy_seconds, "samples": samples})
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
