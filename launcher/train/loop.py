@@ -55,6 +55,12 @@ class StopRequest:
 
 def run_training(run: RunDir, d: Dist, log) -> dict:
     recipe = run.load_recipe()
+    if d.world_size != recipe.world_size:
+        # an elastic start (resources.min_nodes) with fewer nodes than asked: the same global batch from
+        # more accumulation (an error naming the values if it cannot be kept), so the data order holds
+        recipe = run.load_recipe([f"resources.nodes={d.world_size // recipe.resources.procs_per_node}"])
+        log(f"{d.world_size} processes joined (resources.nodes={recipe.resources.nodes}): "
+            f"grad_accum {recipe.grad_accum}, global batch {recipe.global_batch_size}")
     stop = StopRequest(run.stop_file, d.is_main)
     torch.manual_seed(recipe.train.seed + d.rank)
     prepared = _prepare_once(recipe, d, log)

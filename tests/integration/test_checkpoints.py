@@ -145,6 +145,28 @@ def test_elastic_resume_continues_the_same_sample_sequence(tmp_path, cache, refe
         assert got[step] == pytest.approx(expected[step], rel=2e-4), step
 
 
+def test_zero_checkpoint_resumes_on_another_world_size_through_the_universal_format(tmp_path, cache):
+    """ZeRO-2 on 2 processes, resumed on 1 from step 10: DeepSpeed's ds_to_universal converts the shards."""
+    args = [str(QUICKSTART), "parallel.strategy=zero2", "train.max_steps=20", "checkpoint.every=10",
+            "checkpoint.keep_last=2", "eval.every=0", "eval.at_start=false", "train.log_every=1",
+            "logging.sample_ids=true", "logging.tensorboard=false", f"output.cache_dir={cache}",
+            f"output.dir={tmp_path}"]
+    whole = llaunch("run", *args)
+    assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
+    [run] = run_dirs(tmp_path)
+    expected_losses, expected_samples = train_losses(run), samples_per_step(run)
+    shutil.rmtree(run / "checkpoints" / "step-000020")
+
+    resumed = llaunch("resume", str(run), "resources.procs_per_node=1")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"resumed from {run}/checkpoints/step-000010" in resumed.stdout
+    assert (run / "checkpoints" / "step-000010" / "deepspeed_universal").is_dir()
+    assert samples_per_step(run) == expected_samples  # the same samples at every step, on 1 process
+    got = train_losses(run)
+    for step in range(11, 21):
+        assert got[step] == pytest.approx(expected_losses[step], rel=2e-4), step
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_stop_signal_checkpoints_at_the_next_step_and_resume_loses_nothing(tmp_path, cache, reference, sig):
     proc = start(tmp_path, cache)

@@ -63,3 +63,26 @@ def test_deepspeed_launcher_on_one_node(out_dir, shared_cache):
     shards = sorted(p.name for p in (run / "checkpoints" / "step-000020").glob("*.distcp"))
     assert shards == ["__0_0.distcp", "__1_0.distcp"]
     assert (run / "launch.sh").read_text().count("deepspeed.launcher.runner") == 1
+
+
+def test_an_elastic_start_with_fewer_nodes_keeps_the_global_batch(out_dir, shared_cache):
+    """torchrun --nnodes 1:2 may start the workers with one node: they see 1 process where the recipe says
+    2 nodes, and accumulate twice as many micro batches so each step is still 16 samples."""
+    first = llaunch("run", str(QUICKSTART), "train.max_steps=2", "checkpoint.every=1", "eval.every=0",
+                    "eval.at_start=false", "output.export=false", "train.log_every=1", "resources.launcher=local",
+                    "resources.procs_per_node=1", f"output.dir={out_dir}", f"output.cache_dir={shared_cache}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    [run] = run_dirs(out_dir)
+    recipe = (run / "recipe.yaml").read_text()
+    for was, now in (("launcher: local", "launcher: torchrun"), ("  nodes: 1", "  nodes: 2"),
+                     ("min_nodes: null", "min_nodes: 1"), ("max_steps: 2", "max_steps: 4")):
+        assert was in recipe
+        recipe = recipe.replace(was, now)
+    (run / "recipe.yaml").write_text(recipe)
+    worker = subprocess.run([sys.executable, "-m", "launcher.train", str(run)], cwd=ROOT, text=True,
+                            capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
+    assert "1 processes joined (resources.nodes=1): grad_accum 2, global batch 16" in worker.stdout
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    consumed = {row["step"]: row["consumed_samples"] for row in rows if row["kind"] == "train"}
+    assert consumed == {1: 16, 2: 32, 3: 48, 4: 64}

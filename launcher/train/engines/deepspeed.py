@@ -23,7 +23,7 @@ from launcher.train.distributed import Dist
 from launcher.train.engines.base import Engine
 from launcher.train.optim import build_optimizer, build_scheduler
 
-
+UNIVERSAL_DIR = f"{DEEPSPEED_DIR}_universal"  # step-NNNNNN/deepspeed_universal/: converted for another world size
 
 class DeepSpeedEngine(Engine):
     supports_async_save = False  # DeepSpeed writes its own checkpoint files, in line
@@ -44,6 +44,7 @@ class DeepSpeedEngine(Engine):
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config, dist_init_required=False,
         )
         self.model = self._ds
+        self._dist = dist
         self._stage = recipe.parallel.zero_stage
         self._adapter_only = recipe.method.type in ("lora", "qlora")
         self._mixed = recipe.parallel.mixed_precision != "fp32"
@@ -66,16 +67,47 @@ class DeepSpeedEngine(Engine):
 
     def load(self, path: Path) -> None:
         saved = len(list((path / DEEPSPEED_DIR).glob("*zero_pp_rank_*_optim_states.pt")))  # one file per rank
-        world = self._ds.world_size
-        if saved and saved != world:
-            raise UserError(
-                f"{path}: DeepSpeed checkpoint written by {saved} ranks, this run has {world}; resume with "
-                f"{saved} processes (resources.nodes x resources.procs_per_node): llaunch does not yet load "
-                f"DeepSpeed universal checkpoints (ds_to_universal) at another world size")
-        loaded, _ = self._ds.load_checkpoint(str(path), tag=DEEPSPEED_DIR, load_module_strict=not self._adapter_only,
+        tag = DEEPSPEED_DIR
+        if saved and saved != self._ds.world_size:
+            tag = self._universal(path, saved)
+        loaded, _ = self._ds.load_checkpoint(str(path), tag=tag, load_module_strict=not self._adapter_only,
                                              load_optimizer_states=True, load_lr_scheduler_states=True)
         if loaded is None:
-            raise UserError(f"{path}: no DeepSpeed checkpoint in {path / DEEPSPEED_DIR}")
+            raise UserError(f"{path}: no DeepSpeed checkpoint in {path / tag}")
+
+    def _universal(self, path: Path, saved: int) -> str:
+        """A checkpoint from another world size: DeepSpeed's universal format, converted once by rank 0 with
+        DeepSpeed's own ds_to_universal, then loaded by every rank with its load_universal mode."""
+        import shutil
+        import subprocess
+        import sys
+
+        import torch.distributed as dist
+
+        if self._adapter_only:
+            raise UserError(f"{path}: a LoRA checkpoint of DeepSpeed written by {saved} ranks cannot be resumed on "
+                            f"{self._ds.world_size}; resume with {saved} processes")
+        out = path / UNIVERSAL_DIR
+        failure = None
+        if self._dist.is_main and not out.is_dir():
+            tmp = path / f".{UNIVERSAL_DIR}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            done = subprocess.run([sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder",
+                                   str(path / DEEPSPEED_DIR), "--output_folder", str(tmp), "--num_extract_workers", "1",
+                                   "--num_merge_workers", "1"], capture_output=True, text=True)
+            (path / "latest_universal").unlink(missing_ok=True)  # ds_to_universal's pointer: we pass the tag
+            if done.returncode == 0:
+                tmp.rename(out)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+                failure = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        failed = torch.tensor([1 if failure else 0], device=self._dist.device)
+        dist.all_reduce(failed)  # every rank learns whether the conversion worked
+        if failed.item():
+            raise UserError(f"{path}: converting the {saved}-rank DeepSpeed checkpoint for {self._ds.world_size} ranks "
+                            f"(ds_to_universal) failed: {failure or 'see rank 0'}")
+        self._ds._config.load_universal_checkpoint = True  # DeepSpeed reads the mode at load time; no public setter
+        return UNIVERSAL_DIR
 
     def sharded_state(self) -> dict[str, Any]:
         raise NotImplementedError("DeepSpeed checkpoints go through save()/load()")
