@@ -71,10 +71,10 @@ def load_checkpoint_model(run: RunDir, path: Path):
         return model, tokenizer
     if adapters_only:  # loaded in place into the live adapter tensors
         state = {"model": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}}
-        dcp.load(state, checkpoint_id=str(path), no_dist=True)
+        _load_here(state, path)
         return model, tokenizer
     state = {"model": model.state_dict()}
-    dcp.load(state, checkpoint_id=str(path), no_dist=True)
+    _load_here(state, path)
     model.load_state_dict(state["model"])
     return model, tokenizer
 
@@ -104,3 +104,12 @@ def export_checkpoint(run: RunDir, step: int | None, out: Path | None, dtype: st
     if task.is_file():
         (out / task.name).write_text(task.read_text())
     return out
+
+
+def _load_here(state: dict, path: Path) -> None:
+    """DCP load in this one process (it warns that it is not distributed: that is the point here)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load(state, checkpoint_id=str(path), no_dist=True)

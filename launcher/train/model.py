@@ -37,6 +37,9 @@ def build_model(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, head: dict |
     settings.setdefault("vocab_size", len(tokenizer))
     for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
         settings.setdefault(name, getattr(tokenizer, name))
+    for name in ("sep_token_id", "cls_token_id", "mask_token_id"):  # encoders' defaults may lie outside the vocab
+        if getattr(tokenizer, name, None) is not None:
+            settings.setdefault(name, getattr(tokenizer, name))
     for name, value in (head or {}).items():
         settings.setdefault(name, value)
     try:
