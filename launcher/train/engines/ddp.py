@@ -26,7 +26,7 @@ class DDPEngine(Engine):
         self._unfreeze = _gradual_unfreeze(model, recipe)
         self._wrap()
         with _all_trainable(self._unfreeze.eventually_trainable() if self._unfreeze else []):
-            self.optimizer = build_optimizer(self._module, recipe.train)
+            self.optimizer = build_optimizer(self._module, recipe.train, fused=True)
         self._adapters_only = recipe.method.type in ("lora", "qlora")  # the frozen base is rebuilt on resume
         if self._unfreeze or self._adapters_only:
             init_optimizer_state(self.optimizer)  # every key exists before the first step: checkpoints load into it

@@ -144,4 +144,4 @@ def _optimizer(model: torch.nn.Module, recipe: Recipe, cpu_adam: bool) -> torch.
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
         return DeepSpeedCPUAdam(groups, lr=t.lr, betas=t.betas, adamw_mode=True)
-    return torch.optim.AdamW(groups, lr=t.lr, betas=t.betas)
+    return torch.optim.AdamW(groups, lr=t.lr, betas=t.betas, fused=True)

@@ -17,10 +17,11 @@ HYPER = ("lr", "initial_lr", "betas", "weight_decay", "eps")
 def init_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
     """AdamW's own fresh state (step 0, zero moments) for every parameter, as its first step would create."""
     for group in optimizer.param_groups:
+        on_device = group.get("fused") or group.get("capturable")  # where AdamW itself would put the step
         for p in group["params"]:
             if not optimizer.state[p]:
-                optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
-                                      "exp_avg_sq": torch.zeros_like(p)}
+                step = torch.zeros((), dtype=torch.float32, device=p.device if on_device else "cpu")
+                optimizer.state[p] = {"step": step, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
 
 
 def trainable_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
