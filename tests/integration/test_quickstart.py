@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import QUICKSTART, ROOT, llaunch, run_dirs
+from tests.conftest import QUICKSTART, ROOT, SECRETS, llaunch, run_dirs
 
 pytestmark = pytest.mark.integration
 
@@ -22,14 +22,8 @@ def metrics(run: Path, kind: str) -> list[dict]:
     return [row for row in rows if row["kind"] == kind]
 
 
-SECRETS = {"HF_TOKEN": "hf_secret_5e1f", "WANDB_API_KEY": "wandb_secret_9a7c", "AWS_SECRET_ACCESS_KEY": "aws_secret_44d2"}
-
-
-def test_quickstart_learns_checkpoints_and_exports(out_dir, shared_cache):
-    result = llaunch("run", str(QUICKSTART), f"output.dir={out_dir}", f"output.cache_dir={shared_cache}",
-                     env=SECRETS)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [run] = run_dirs(out_dir)
+def test_quickstart_learns_checkpoints_and_exports(quickstart_run, shared_cache):
+    run, result = quickstart_run
     for path in run.rglob("*"):  # secrets in the environment never land in the run dir
         if path.is_file():
             content = path.read_bytes()
