@@ -78,3 +78,28 @@ class Engine(ABC):
         state = self.sharded_state()
         dcp.load(state, checkpoint_id=str(path))
         self.load_sharded_state(state)
+
+
+class TorchOptimizerEngine(Engine):
+    """Engines that step the torch optimizer themselves (DDP, FSDP2): loss scaling, clipping, step, zero.
+
+    Subclasses set self._module, self.optimizer, self.scheduler, self._scaler (None: no loss scaling)
+    and self._max_norm.
+    """
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self._scaler.scale(loss) if self._scaler else loss).backward()
+
+    def step(self) -> torch.Tensor:
+        if self._scaler:
+            self._scaler.unscale_(self.optimizer)
+        params = [p for p in self._module.parameters() if p.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, self._max_norm)
+        if self._scaler:
+            self._scaler.step(self.optimizer)
+            self._scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).detach()  # FSDP2: a DTensor

@@ -12,13 +12,13 @@ from transformers import PreTrainedModel
 
 from launcher.recipe.schema import Recipe
 from launcher.train.distributed import Dist
-from launcher.train.engines.base import Engine
+from launcher.train.engines.base import TorchOptimizerEngine
 from launcher.train.engines.precision import Autocast, grad_scaler
 from launcher.train.engines.trainable_state import init_optimizer_state, load_trainable_state, trainable_state
 from launcher.train.optim import build_optimizer, build_scheduler
 
 
-class DDPEngine(Engine):
+class DDPEngine(TorchOptimizerEngine):
     def __init__(self, model: PreTrainedModel, recipe: Recipe, dist: Dist):
         quantized = getattr(model, "is_quantized", False) or getattr(model, "is_loaded_in_4bit", False)
         self._module = model if quantized else model.to(dist.device)  # bitsandbytes placed it already
@@ -45,23 +45,6 @@ class DDPEngine(Engine):
 
     def accumulating(self, last_micro_batch: bool):
         return contextlib.nullcontext() if last_micro_batch else self._ddp.no_sync()
-
-    def backward(self, loss: torch.Tensor) -> None:
-        (self._scaler.scale(loss) if self._scaler else loss).backward()
-
-    def step(self) -> torch.Tensor:
-        if self._scaler:
-            self._scaler.unscale_(self.optimizer)
-        params = [p for p in self._module.parameters() if p.requires_grad]
-        norm = torch.nn.utils.clip_grad_norm_(params, self._max_norm)
-        if self._scaler:
-            self._scaler.step(self.optimizer)
-            self._scaler.update()
-        else:
-            self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return norm.detach()
 
     def sharded_state(self) -> dict[str, Any]:
         if self._adapters_only:

@@ -22,13 +22,13 @@ from transformers import PreTrainedModel
 
 from launcher.recipe.schema import Recipe
 from launcher.train.distributed import Dist
-from launcher.train.engines.base import Engine
+from launcher.train.engines.base import TorchOptimizerEngine
 from launcher.train.engines.precision import COMPUTE, grad_scaler
 from launcher.train.methods.blocks import transformer_blocks
 from launcher.train.optim import build_optimizer, build_scheduler
 
 
-class FSDP2Engine(Engine):
+class FSDP2Engine(TorchOptimizerEngine):
     def __init__(self, model: PreTrainedModel, recipe: Recipe, dist: Dist):
         p = recipe.parallel
         offload = p.offload == "params"
@@ -48,23 +48,6 @@ class FSDP2Engine(Engine):
 
     def accumulating(self, last_micro_batch: bool):
         return contextlib.nullcontext()  # reduce-scatter every micro batch: grads stay sharded
-
-    def backward(self, loss: torch.Tensor) -> None:
-        (self._scaler.scale(loss) if self._scaler else loss).backward()
-
-    def step(self) -> torch.Tensor:
-        if self._scaler:
-            self._scaler.unscale_(self.optimizer)
-        params = [p for p in self._module.parameters() if p.requires_grad]
-        norm = torch.nn.utils.clip_grad_norm_(params, self._max_norm)
-        if self._scaler:
-            self._scaler.step(self.optimizer)
-            self._scaler.update()
-        else:
-            self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).detach()
 
     def sharded_state(self) -> dict[str, Any]:
         model_state, optim_state = get_state_dict(self._module, self.optimizer)
