@@ -90,6 +90,12 @@ def apply_qlora(model: PreTrainedModel, recipe: Recipe) -> torch.nn.Module:
             model.config.save_pretrained(tmp)
             save_model(model, f"{tmp}/model.safetensors", metadata={"format": "pt"})
             model = load_quantized(type(model), tmp, recipe)
+    for module in model.modules():
+        # bitsandbytes repacks a 4-bit weight for its AVX512-BF16 CPU inference kernel on the first no-grad
+        # eval forward and keeps it packed, so training after an eval rounds differently: a run resumed
+        # from a checkpoint (no eval at step 0) would drift from the uninterrupted one
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
     checkpointing = recipe.parallel.activation_checkpointing
     model = prepare_model_for_kbit_training(
         model, use_gradient_checkpointing=checkpointing,
