@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -20,9 +21,8 @@ def export_trained(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, o
                    state: dict[str, torch.Tensor] | None = None, dtype: torch.dtype | None = None) -> Path:
     """`state`: full weights keyed like model.state_dict() (engines that shard pass the gathered ones);
     `dtype`: of the merged LoRA model (default: the base model's)."""
-    from peft import PeftModel
-
-    if not isinstance(model, PeftModel):
+    peft = sys.modules.get("peft")  # no peft imported, no PeftModel: importing it (and bitsandbytes) costs ~2 s
+    if peft is None or not isinstance(model, peft.PeftModel):
         if state is None or _is_own_state(model, state):
             return export_model(model, tokenizer, out)
         out.mkdir(parents=True, exist_ok=True)
