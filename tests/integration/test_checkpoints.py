@@ -89,11 +89,22 @@ def reference(tmp_path_factory, cache) -> Path:
     return run_dirs(out)[0]
 
 
-@pytest.mark.parametrize("kill_seed", [1, 2])
-def test_hard_kill_then_resume_is_bitwise_exact(tmp_path, cache, reference, kill_seed):
+def interrupted_copy(reference: Path, dest: Path, keep: int) -> Path:
+    """The reference run as a crash right after step `keep`'s checkpoint leaves it (no newer checkpoint, no
+    export, no result); a copy, so tests of what resume does with such a run need no training of their own."""
+    run = shutil.copytree(reference, dest / reference.name)
+    for step in (run / "checkpoints").iterdir():
+        if int(step.name.split("-")[1]) > keep:
+            shutil.rmtree(step)
+    shutil.rmtree(run / "export")
+    (run / "result.json").unlink()
+    return run
+
+
+def test_hard_kill_then_resume_is_bitwise_exact(tmp_path, cache, reference):
     proc = start(tmp_path, cache)
     run = wait_for_checkpoint(tmp_path, 10, proc)
-    time.sleep(random.Random(kill_seed).uniform(0.0, 1.5))  # a random step after the first checkpoint
+    time.sleep(random.Random(1).uniform(0.0, 1.5))  # a random step after the first checkpoint
     hard_kill(proc)
     assert not (run / "result.json").exists()
 
@@ -106,12 +117,10 @@ def test_hard_kill_then_resume_is_bitwise_exact(tmp_path, cache, reference, kill
     assert samples_per_step(run) == samples_per_step(reference)
 
 
-def test_killed_during_a_save_resumes_from_the_newest_complete_one(tmp_path, cache, reference):
+def test_killed_during_a_save_resumes_from_the_newest_complete_one(tmp_path, reference):
     """What SIGKILL in the middle of a save leaves: a newer step dir with partial shards and no marker."""
-    proc = start(tmp_path, cache)
-    run = wait_for_checkpoint(tmp_path, 20, proc)
-    hard_kill(proc)
-    newest = max(p.parent for p in run.glob("checkpoints/*/COMPLETE"))
+    run = interrupted_copy(reference, tmp_path, keep=40)
+    newest = run / "checkpoints" / "step-000040"
     torn = run / "checkpoints" / "step-000999"
     shutil.copytree(newest, torn)
     (torn / "COMPLETE").unlink()
@@ -131,10 +140,13 @@ def test_killed_during_a_save_resumes_from_the_newest_complete_one(tmp_path, cac
 
 @pytest.mark.parametrize(("first", "then"), [(2, 1), (1, 2)])
 def test_elastic_resume_continues_the_same_sample_sequence(tmp_path, cache, reference, first, then):
-    proc = start(tmp_path, cache, f"resources.procs_per_node={first}")
-    run = wait_for_checkpoint(tmp_path, 20, proc)
-    hard_kill(proc)
-    saved = max(int(p.parent.name.split("-")[1]) for p in run.glob("checkpoints/*/COMPLETE"))
+    if first == 2:  # the reference's own 2-process checkpoint
+        run, saved = interrupted_copy(reference, tmp_path, keep=40), 40
+    else:
+        proc = start(tmp_path, cache, f"resources.procs_per_node={first}")
+        run = wait_for_checkpoint(tmp_path, 20, proc)
+        hard_kill(proc)
+        saved = max(int(p.parent.name.split("-")[1]) for p in run.glob("checkpoints/*/COMPLETE"))
 
     resumed = llaunch("resume", str(run), f"resources.procs_per_node={then}")
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]

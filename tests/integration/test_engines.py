@@ -1,9 +1,9 @@
 """Every engine x method the issue names, for real: 2 torchrun processes on CPU (gloo; DeepSpeed's CPU accelerator).
 
-Each case trains the quickstart's tiny Llama, its eval loss falls, its export reproduces the final eval loss,
-and a checkpoint resumes: the newest checkpoint is deleted, `llaunch resume` continues from the one before,
-and every loss logged after it and every exported weight equal those of the uninterrupted run. DDP full training is the quickstart's
-own test (tests/integration/test_quickstart.py: learns, exports, resumes exactly after SIGKILL).
+Each case trains the quickstart's tiny Llama, its eval loss falls and its export reproduces the final eval loss.
+Each checkpoint format resumes: the newest checkpoint is deleted, `llaunch resume` continues from the one before,
+and every loss logged after it and every exported weight equal those of the uninterrupted run. DDP full training
+resumes in tests/integration/test_checkpoints.py (after SIGKILL, on another world size), ZeRO-2 full there too.
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ CASES = {
 # (test_checkpoints) does not cover: ZeRO partitions (zero_to_fp32), ZeRO adapter-only, DCP adapter-only
 # on a 4-bit base
 EXPORTED = ("zero3-full", "zero2-lora", "ddp-qlora-4bit")
+# resumed: one case per kind of checkpoint state (the others write the same kind): sharded DTensors, full and
+# with frozen ones (FSDP2), ZeRO-3 partitions with an offloaded optimizer, DDP's adapter-only state (over a
+# 4-bit base, whose CPU kernel once broke exactness), ZeRO adapter-only, and a freeze schedule that changes
+# the trainable set after the checkpoint
+RESUMED = ("fsdp2-full", "fsdp2-lora", "zero3-offload-optimizer", "ddp-qlora-4bit", "zero2-lora", "ddp-freeze-gradual")
 CHANGED = {"ddp-freeze-top1": ("model.layers.1.",), "ddp-freeze-gradual": ("model.layers.0.", "model.layers.1.")}
 
 
@@ -82,6 +87,13 @@ def test_engine_method_trains_exports_and_resumes(case, out_dir, shared_cache, t
     if case in CHANGED:
         _assert_only_these_changed(run, args, CHANGED[case])
 
+    if case in EXPORTED:
+        _assert_checkpoint_export_is_the_run_export(run, "lora" in case, tmp_path)
+    if case in RESUMED:
+        _assert_resume_is_exact(run, tmp_path)
+
+
+def _assert_resume_is_exact(run: Path, tmp_path: Path) -> None:
     kept = shutil.copytree(run / "export", tmp_path / "export-uninterrupted")
     shutil.rmtree(run / "checkpoints" / f"step-{STEPS:06d}")
     resumed = llaunch("resume", str(run))
@@ -95,8 +107,6 @@ def test_engine_method_trains_exports_and_resumes(case, out_dir, shared_cache, t
     before, again = _weights(kept), _weights(run / "export")
     assert before.keys() == again.keys()
     assert all(np.array_equal(before[name], again[name]) for name in before)
-    if case in EXPORTED:
-        _assert_checkpoint_export_is_the_run_export(run, "lora" in case, tmp_path)
 
 
 def _assert_checkpoint_export_is_the_run_export(run: Path, adapters: bool, tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def scratch(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz") / "recipe.yaml"
 
 
-@settings(max_examples=1000, deadline=None,
+@settings(max_examples=400, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(recipe=recipes())
 def test_generated_recipes_are_accepted_or_rejected_in_one_line(scratch, recipe):
@@ -80,7 +80,7 @@ def test_generated_recipes_are_accepted_or_rejected_in_one_line(scratch, recipe)
         check_outcome(code, stderr)
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
 def test_arbitrary_text_files_never_crash(scratch, text):
     path = scratch
@@ -90,7 +90,7 @@ def test_arbitrary_text_files_never_crash(scratch, text):
     assert code == 2 or text.strip()
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(key=st.text(max_size=20), value=st.text(max_size=20))
 def test_arbitrary_overrides_never_crash(key, value):
     code, stderr = run_cli("validate", str(QUICKSTART), f"{key}={value}")
