@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from transformers import PreTrainedModel
 
@@ -68,16 +69,25 @@ class Engine(ABC):
     supports_async_save = True
 
     def save(self, path: Path) -> None:
-        dcp.save(self.sharded_state(), checkpoint_id=str(path))
+        dcp.save(self.sharded_state(), checkpoint_id=str(path), no_dist=_alone())
 
     def async_save(self, path: Path, process_group):
         """Stage now, write in the background; returns a future that is done once this rank's files are."""
-        return dcp.async_save(self.sharded_state(), checkpoint_id=str(path), process_group=process_group)
+        return dcp.async_save(self.sharded_state(), checkpoint_id=str(path), process_group=process_group,
+                              no_dist=_alone())
 
     def load(self, path: Path) -> None:
         state = self.sharded_state()
-        dcp.load(state, checkpoint_id=str(path))
+        dcp.load(state, checkpoint_id=str(path), no_dist=_alone())
         self.load_sharded_state(state)
+
+
+def _alone() -> bool:
+    """One process: DCP has nothing to agree on, so it skips its plan exchange. That exchange copies a large
+    buffer on a gloo worker thread, which gives that thread an OpenMP team of its own; with more OpenMP
+    threads than cores libgomp stops spin-waiting, and every parallel op of the training thread after the
+    first checkpoint ran 1.3-2x slower (measured on 2 cores: MiniLM QA 1,700 -> 1,150 tokens/s)."""
+    return dist.get_world_size() == 1
 
 
 class TorchOptimizerEngine(Engine):
