@@ -40,22 +40,25 @@ def loop_lines() -> dict[int, str]:
     return phases
 
 
-def profile(steps: int, out: Path) -> Counter:
+def profile(steps: int, out: Path) -> tuple[Counter, Counter]:
     raw = out / "samples.txt"
     cache = out / "cache"
     run([PYTHON, "-m", "launcher", "prepare", str(ROOT / "recipes" / "quickstart.yaml"), f"output.cache_dir={cache}"])
-    argv = [shutil.which("py-spy") or "py-spy", "record", "--subprocesses", "--idle", "--rate", "250", "--format",
+    argv = [shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy"), "record", "--subprocesses", "--idle", "--rate", "250", "--format",
             "raw", "--output", str(raw), "--", PYTHON, "-m", "launcher", "run", str(ROOT / "recipes" / "quickstart.yaml"),
             f"output.dir={out / 'runs'}", f"output.cache_dir={cache}", f"train.max_steps={steps}"]
     subprocess.run(argv, cwd=ROOT, env=ENV, check=True, capture_output=True)
     phases = loop_lines()
     counts: Counter = Counter()
+    rest: Counter = Counter()  # "rest of step" by loop line, to say what it is
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         found = re.search(r"run_training \(.*?loop\.py:(\d+)\)", stack)
         if found and int(found.group(1)) in phases:
             counts[phases[int(found.group(1))]] += int(n)
-    return counts
+            if phases[int(found.group(1))] == "rest of step":
+                rest[int(found.group(1))] += int(n)
+    return counts, rest
 
 
 def main() -> None:
@@ -63,16 +66,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        counts = profile(args.steps, Path(tmp))
+        counts, rest = profile(args.steps, Path(tmp))
     step_phases = ("forward", "backward", "optimizer", "rest of step")
     in_steps = sum(counts[p] for p in step_phases)
     everything = sum(counts.values())
     rows = [[phase, f"{counts[phase] / in_steps:.1%}", f"{counts[phase] / everything:.1%}"] for phase in step_phases]
     rows += [[phase, "-", f"{counts[phase] / everything:.1%}"] for phase in ("eval", "checkpoint")]
     print(table(rows, ["phase", "share of step time", "share of loop time"]))
-    print(f"outside forward/backward/optimizer: {counts['rest of step'] / in_steps:.1%} of step time")
+    print(f"outside forward/backward/optimizer: {counts['rest of step'] / in_steps:.1%} of step time; by line:")
+    source = LOOP.read_text().splitlines()
+    lines = {f"loop.py:{number}  {source[number - 1].strip()[:70]}": n / in_steps for number, n in rest.most_common(6)}
+    for line, share in lines.items():
+        print(f"  {share:6.1%}  {line}")
     save("step_profile", {"steps": args.steps, "samples": dict(counts),
-                          "outside_fwd_bwd_opt": counts["rest of step"] / in_steps})
+                          "outside_fwd_bwd_opt": counts["rest of step"] / in_steps, "outside_by_line": lines})
 
 
 if __name__ == "__main__":

@@ -46,13 +46,6 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank if it is true on any rank (so all ranks stop at the same step)."""
-    value = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
 def sum_all(values: list[float], device: torch.device) -> list[float]:
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
