@@ -11,17 +11,19 @@ from torch.optim.lr_scheduler import LambdaLR
 from launcher.recipe.schema import TrainSpec
 
 
+def param_groups(model: torch.nn.Module, spec: TrainSpec) -> list[dict]:
+    """The trainable parameters in two groups: weight decay on matrices, none on biases and norms."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 else decay).append(param)
+    return [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def build_optimizer(model: torch.nn.Module, spec: TrainSpec, fused: bool = False) -> torch.optim.Optimizer:
     """`fused`: torch's single-kernel AdamW for plain tensors (5x the foreach one for 22M parameters on CPU,
     and faster on CUDA); FSDP2's DTensor parameters keep foreach."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim < 2 else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": spec.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    groups = param_groups(model, spec)
     if fused:
         return torch.optim.AdamW(groups, lr=spec.lr, betas=spec.betas, fused=True)
     return torch.optim.AdamW(groups, lr=spec.lr, betas=spec.betas, foreach=True)

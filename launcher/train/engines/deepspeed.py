@@ -21,7 +21,7 @@ from launcher.recipe import ds_config
 from launcher.recipe.schema import Recipe
 from launcher.train.distributed import Dist
 from launcher.train.engines.base import Engine
-from launcher.train.optim import build_optimizer, build_scheduler
+from launcher.train.optim import build_scheduler, param_groups
 
 UNIVERSAL_DIR = f"{DEEPSPEED_DIR}_universal"  # step-NNNNNN/deepspeed_universal/: converted for another world size
 
@@ -138,8 +138,7 @@ class DeepSpeedEngine(Engine):
 def _optimizer(model: torch.nn.Module, recipe: Recipe, cpu_adam: bool) -> torch.optim.Optimizer:
     """The recipe's AdamW (no decay on biases and norms); DeepSpeed's compiled CPU Adam when a GPU run offloads it."""
     t = recipe.train
-    groups = [{"params": g["params"], "weight_decay": g["weight_decay"]}
-              for g in build_optimizer(model, t).param_groups if g["params"]]  # ZeRO cannot flatten empty groups
+    groups = [g for g in param_groups(model, t) if g["params"]]  # ZeRO cannot flatten empty groups
     if cpu_adam:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
