@@ -1,4 +1,4 @@
-"""Train-loop throughput: llaunch vs a bare PyTorch DDP loop vs the transformers Trainer.
+"""Train-loop throughput: llaunch (eager, and with parallel.compile) vs a bare PyTorch DDP loop vs the Trainer.
 
 Same model (the config llaunch exports), same packed blocks, same micro batch, same optimizer and
 schedule, fp32 on CPU; 1 and 2 processes; contenders alternate every round. Steady-state tokens/s is
@@ -20,9 +20,9 @@ RECIPE = str(ROOT / "bench" / "recipes" / "throughput.yaml")
 SKIP = 10
 
 
-def llaunch_tokens_per_s(out: Path, cache: Path, procs: int, steps: int) -> float:
+def llaunch_tokens_per_s(out: Path, cache: Path, procs: int, steps: int, *overrides: str) -> float:
     run([PYTHON, "-m", "launcher", "run", RECIPE, f"output.dir={out}", f"output.cache_dir={cache}",
-         f"resources.procs_per_node={procs}", f"train.max_steps={steps}"])
+         f"resources.procs_per_node={procs}", f"train.max_steps={steps}", *overrides])
     run_dir = max(out.iterdir(), key=lambda p: p.stat().st_mtime)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train = {row["step"]: row for row in rows if row["kind"] == "train"}
@@ -52,6 +52,8 @@ def main() -> None:
         contenders = {}
         for procs in (1, 2):
             contenders[f"llaunch {procs}p"] = lambda p=procs: llaunch_tokens_per_s(out, cache, p, args.steps)
+            contenders[f"llaunch compiled {procs}p"] = lambda p=procs: llaunch_tokens_per_s(
+                out, cache, p, args.steps, "parallel.compile=true")
             contenders[f"bare loop {procs}p"] = lambda p=procs: baseline_tokens_per_s(
                 "bare_loop.py", data, config, p, args.steps)
             contenders[f"Trainer {procs}p"] = lambda p=procs: baseline_tokens_per_s(
@@ -60,12 +62,15 @@ def main() -> None:
     result = medians(samples)
     rows = []
     for procs in (1, 2):
-        ours, bare, trainer = (result[f"{name} {procs}p"] for name in ("llaunch", "bare loop", "Trainer"))
-        rows.append([f"{procs}", f"{ours:,.0f}", f"{bare:,.0f}", f"{trainer:,.0f}",
-                     f"{ours / bare:.3f}", f"{ours / trainer:.3f}"])
-    print(table(rows, ["processes", "llaunch tok/s", "bare loop tok/s", "Trainer tok/s",
-                       "llaunch / bare (target >= 0.97)", "llaunch / Trainer (target >= 1.05)"]))
-    scaling = {name: result[f"{name} 2p"] / result[f"{name} 1p"] for name in ("llaunch", "bare loop", "Trainer")}
+        ours, compiled, bare, trainer = (result[f"{name} {procs}p"]
+                                         for name in ("llaunch", "llaunch compiled", "bare loop", "Trainer"))
+        rows.append([f"{procs}", f"{ours:,.0f}", f"{compiled:,.0f}", f"{bare:,.0f}", f"{trainer:,.0f}",
+                     f"{ours / bare:.3f}", f"{ours / trainer:.3f}", f"{compiled / bare:.3f}"])
+    print(table(rows, ["processes", "llaunch tok/s", "llaunch compiled tok/s", "bare loop tok/s", "Trainer tok/s",
+                       "llaunch / bare (target >= 0.97)", "llaunch / Trainer (target >= 1.05)",
+                       "compiled / bare (aim >= 1.20)"]))
+    scaling = {name: result[f"{name} 2p"] / result[f"{name} 1p"]
+               for name in ("llaunch", "llaunch compiled", "bare loop", "Trainer")}
     print("scaling 2 processes / 1 process: " + ", ".join(f"{k} {v:.2f}x" for k, v in scaling.items()))
     save("throughput", {"median_tokens_per_s": result, "samples": samples, "scaling_2p_over_1p": scaling})
 

@@ -9,6 +9,7 @@ from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
 from launcher.train.methods import apply_method, quantized_load_kwargs
+from launcher.train.methods.blocks import compile_blocks
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -31,7 +32,7 @@ def build_model(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, head: dict |
                                      **(head or {}), **quantized_load_kwargs(recipe))
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # the objective added tokens (mlm: mask)
             model.resize_token_embeddings(len(tokenizer))
-        return apply_method(model, recipe)
+        return _compiled(apply_method(model, recipe), recipe)
     settings = dict(spec.config)
     model_type = settings.pop("type")
     settings.setdefault("vocab_size", len(tokenizer))
@@ -47,5 +48,11 @@ def build_model(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, head: dict |
     except (ValueError, TypeError) as exc:
         raise UserError(f"model.config: {exc}") from None
     torch.manual_seed(recipe.train.seed)
-    return apply_method(auto.from_config(config, dtype=dtype), recipe)
+    return _compiled(apply_method(auto.from_config(config, dtype=dtype), recipe), recipe)
+
+
+def _compiled(model: PreTrainedModel, recipe: Recipe) -> PreTrainedModel:
+    if recipe.parallel.compile:
+        compile_blocks(model)
+    return model
 

@@ -1,8 +1,9 @@
-"""Keep library noise out of the user's terminal (DeepSpeed's accelerator warning, save/load bars)."""
+"""Keep library noise out of the user's terminal (DeepSpeed's accelerator warning, save/load bars, DCP warnings)."""
 
 from __future__ import annotations
 
 import os
+import warnings
 
 
 def quiet_libraries(cpu: bool) -> None:
@@ -11,3 +12,5 @@ def quiet_libraries(cpu: bool) -> None:
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
+    # a one-process run saves with DCP's no_dist on purpose (engines/base.py), which warns at every save
+    warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")

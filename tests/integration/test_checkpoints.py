@@ -234,6 +234,24 @@ def test_async_save_keeps_training_exact(tmp_path, cache, reference):
         "step-000040", "step-000050", "step-000060"]
 
 
+def test_compiled_blocks_train_like_eager_and_resume_exactly(tmp_path, cache, reference):
+    """parallel.compile: the same losses as the eager reference (fp32 sums in another order), the same
+    checkpoint and export keys (blocks compiled in place), and a resumed compiled run is bitwise exact."""
+    proc = start(tmp_path / "compiled", cache, "parallel.compile=true")
+    assert proc.wait() == 0, proc.stdout.read()
+    compiled = run_dirs(tmp_path / "compiled")[0]
+    eager_losses, compiled_losses = train_losses(reference), train_losses(compiled)
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-4)
+    assert weights(compiled).keys() == weights(reference).keys()
+
+    run = interrupted_copy(compiled, tmp_path, keep=40)
+    resumed = llaunch("resume", str(run))
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert train_losses(run) == compiled_losses
+    expected, got = weights(compiled), weights(run)
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     mount = tmp_path / "small"
