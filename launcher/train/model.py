@@ -32,7 +32,7 @@ def build_model(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, head: dict |
                                      **(head or {}), **quantized_load_kwargs(recipe))
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # the objective added tokens (mlm: mask)
             model.resize_token_embeddings(len(tokenizer))
-        return _compiled(apply_method(model, recipe), recipe)
+        return _finish(model, recipe)
     settings = dict(spec.config)
     model_type = settings.pop("type")
     settings.setdefault("vocab_size", len(tokenizer))
@@ -48,10 +48,16 @@ def build_model(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, head: dict |
     except (ValueError, TypeError) as exc:
         raise UserError(f"model.config: {exc}") from None
     torch.manual_seed(recipe.train.seed)
-    return _compiled(apply_method(auto.from_config(config, dtype=dtype), recipe), recipe)
+    return _finish(auto.from_config(config, dtype=dtype), recipe)
 
 
-def _compiled(model: PreTrainedModel, recipe: Recipe) -> PreTrainedModel:
+def _finish(model: PreTrainedModel, recipe: Recipe) -> PreTrainedModel:
+    """Attention for packed rows, then the method (LoRA wraps what is there), then compilation."""
+    if recipe.data.packing:
+        from launcher.train.packed_attention import use_packed_attention
+
+        use_packed_attention(model)
+    model = apply_method(model, recipe)
     if recipe.parallel.compile:
         compile_blocks(model)
     return model

@@ -114,19 +114,26 @@ def test_packed_loss_of_each_example_equals_its_unpacked_loss(tmp_path):
     packed = objective.train_batch(columns, np.arange(4), np.arange(4))
     assert packed["input_ids"].shape[0] == 1 and packed["use_cache"] is False  # one row, no pads
     assert (packed["position_ids"][0] == 0).sum() == 4  # positions restart at every example
+    assert packed["cu_seq_lens_q"].tolist() == torch.nonzero(packed["position_ids"][0] == 0).flatten().tolist() + [
+        packed["input_ids"].shape[1]]  # and the boundaries go along, for the per-example attention
+    assert model.config._attn_implementation == "llaunch_packed_sdpa"
+    boundaries = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+    masked = {k: v for k, v in packed.items() if k not in boundaries}  # transformers' block-diagonal mask instead
     with torch.no_grad():
-        logits = model(**{k: v for k, v in packed.items() if k != "labels"}).logits[0]
-        token_loss = torch.nn.functional.cross_entropy(logits[:-1], packed["labels"][0, 1:], reduction="none",
-                                                       ignore_index=IGNORE)
-        starts = torch.nonzero(packed["position_ids"][0] == 0).flatten().tolist() + [logits.shape[0]]
-        for k in range(4):
-            ids, labels = (torch.from_numpy(np.asarray(columns[c][k], dtype=np.int64))[None] for c in ("input_ids", "labels"))
-            unpacked = model(input_ids=ids, labels=labels).loss
-            piece = token_loss[starts[k]:starts[k + 1] - 1]
-            target = packed["labels"][0, starts[k] + 1:starts[k + 1]]
-            assert piece[target != IGNORE].mean().item() == pytest.approx(unpacked.item(), abs=1e-5)
-        # and without use_cache=False the examples would see each other: the losses differ
-        leaky = model(**{k: v for k, v in packed.items() if k not in ("labels", "use_cache")}).logits[0]
+        starts = torch.nonzero(packed["position_ids"][0] == 0).flatten().tolist() + [packed["input_ids"].shape[1]]
+        for batch in (packed, masked):
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
+            token_loss = torch.nn.functional.cross_entropy(logits[:-1], packed["labels"][0, 1:], reduction="none",
+                                                           ignore_index=IGNORE)
+            for k in range(4):
+                ids, labels = (torch.from_numpy(np.asarray(columns[c][k], dtype=np.int64))[None]
+                               for c in ("input_ids", "labels"))
+                unpacked = model(input_ids=ids, labels=labels).loss
+                piece = token_loss[starts[k]:starts[k + 1] - 1]
+                target = packed["labels"][0, starts[k] + 1:starts[k + 1]]
+                assert piece[target != IGNORE].mean().item() == pytest.approx(unpacked.item(), abs=1e-5)
+        # with neither the boundaries nor use_cache=False the examples would see each other: the logits differ
+        leaky = model(**{k: v for k, v in masked.items() if k not in ("labels", "use_cache")}).logits[0]
         assert not torch.allclose(leaky, logits, atol=1e-4)
 
 

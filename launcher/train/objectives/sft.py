@@ -2,8 +2,8 @@
 
 The loss covers the assistant replies only (each followed by EOS, so the model learns to stop).
 With data.packing a micro batch is one padding-free row (transformers' DataCollatorWithFlattening):
-position ids restart at every example, and transformers' masking turns those restarts into a
-block-diagonal causal mask, so no token attends across an example boundary. Eval scores the loss
+position ids restart at every example and the example boundaries go along (cu_seq_lens), so attention
+runs per example (launcher/train/packed_attention.py) and no token attends across a boundary. Eval scores the loss
 and the exact match of greedy generations for the last reply of each held-out conversation.
 """
 
@@ -102,9 +102,10 @@ class InstructionTuning(Objective):
         features = [{"input_ids": columns["input_ids"][int(i)].tolist(), "labels": columns["labels"][int(i)].tolist()}
                     for i in indices]
         if self.data.packing:
-            # transformers builds the per-example (block-diagonal) causal mask from the restarting position
-            # ids only when no KV cache is in play: use_cache=False is what makes packing attention-safe
-            return {**DataCollatorWithFlattening(return_tensors="pt")(features), "use_cache": False}
+            # transformers builds the per-example causal mask from the restarting position ids only when no KV
+            # cache is in play (use_cache=False); the boundaries (cu_seq_lens) let packed_attention skip its work
+            flat = DataCollatorWithFlattening(return_tensors="pt", return_flash_attn_kwargs=True)(features)
+            return {**flat, "use_cache": False}
         return dict(DataCollatorForSeq2Seq(self.tokenizer, label_pad_token_id=IGNORE, return_tensors="pt")(features))
 
     def eval_batch(self, columns, indices):
