@@ -19,9 +19,14 @@ NAME = "llaunch_packed_sdpa"
 
 
 def packed_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
-    """transformers' SDPA attention, except that a packed row runs one causal SDPA per example."""
+    """transformers' SDPA attention, except that a packed row runs one causal SDPA per example.
+
+    Anything else goes to transformers' SDPA as before: rows without boundaries (eval generation), a KV
+    cache, and attention that is not plain causal (sliding windows, encoders).
+    """
     bounds = kwargs.get("cu_seq_lens_q")
-    if bounds is None or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+    plain_causal = getattr(module, "is_causal", True) and getattr(module, "sliding_window", None) is None
+    if bounds is None or not plain_causal or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     edges = bounds.tolist()

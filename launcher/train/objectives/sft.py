@@ -3,8 +3,8 @@
 The loss covers the assistant replies only (each followed by EOS, so the model learns to stop).
 With data.packing a micro batch is one padding-free row (transformers' DataCollatorWithFlattening):
 position ids restart at every example and the example boundaries go along (cu_seq_lens), so attention
-runs per example (launcher/train/packed_attention.py) and no token attends across a boundary. Eval scores the loss
-and the exact match of greedy generations for the last reply of each held-out conversation.
+runs per example (launcher/train/packed_attention.py) and no token attends across a boundary. Eval
+scores the loss and the exact match of greedy generations for the last reply of each held-out conversation.
 """
 
 from __future__ import annotations
