@@ -1,8 +1,8 @@
 """Checkpoint stall: how much longer a stretch of training takes when it includes one save, sync vs
-async (checkpoint.async), on a model whose save takes over a second; and save/load bandwidth against
+async (checkpoint.async), on a model whose save takes several seconds; and save/load bandwidth against
 a plain file copy of the same bytes. One process, the real DDP engine and Checkpointer.
 
-    python bench/checkpoint_stall.py [--rounds 3] [--hidden 1024] [--layers 8]
+    python bench/checkpoint_stall.py [--rounds 3] [--hidden 1024] [--layers 8] [--steps 16]
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from launcher.train.checkpoint import Checkpointer, TrainerState  # noqa: E402
 from launcher.train.distributed import Dist  # noqa: E402
 from launcher.train.engines.ddp import DDPEngine  # noqa: E402
 
-STEPS, SAVE_AT = 6, 2
+SAVE_AT = 2
 
 
-def train_stretch(engine, batch, checkpointer: Checkpointer | None, root: Path) -> float:
+def train_stretch(engine, batch, checkpointer: Checkpointer | None, steps: int) -> float:
     started = time.perf_counter()
-    for step in range(1, STEPS + 1):
+    for step in range(1, steps + 1):
         engine.model(input_ids=batch, labels=batch).loss.backward()
         engine.step()
         if checkpointer:
@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=8)
+    # long enough for an async write to finish behind training, as between a real run's checkpoints: a
+    # shorter stretch would end waiting for the write and count that wait as stall
+    parser.add_argument("--steps", type=int, default=16)
     args = parser.parse_args()
     dist.init_process_group("gloo", init_method="tcp://127.0.0.1:29611", rank=0, world_size=1)
     recipe = load_recipe(Path(__file__).parents[1] / "recipes" / "quickstart.yaml",
@@ -64,14 +67,14 @@ def main() -> None:
     params = sum(p.numel() for p in engine.unwrapped().parameters())
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
         root = Path(tmp)
-        train_stretch(engine, batch, None, root)  # warm-up: optimizer state exists from here on
+        train_stretch(engine, batch, None, 2)  # warm-up: optimizer state exists from here on
         sync_ckpt = Checkpointer(engine, root / "sync", 1, False, Dist(0, 1, 0, torch.device("cpu")))
         async_ckpt = Checkpointer(engine, root / "async", 1, True, Dist(0, 1, 0, torch.device("cpu")))
         samples = {"no save": [], "sync save": [], "async save": []}
         for _ in range(args.rounds):
-            samples["no save"].append(train_stretch(engine, batch, None, root))
-            samples["sync save"].append(train_stretch(engine, batch, sync_ckpt, root))
-            samples["async save"].append(train_stretch(engine, batch, async_ckpt, root))
+            samples["no save"].append(train_stretch(engine, batch, None, args.steps))
+            samples["sync save"].append(train_stretch(engine, batch, sync_ckpt, args.steps))
+            samples["async save"].append(train_stretch(engine, batch, async_ckpt, args.steps))
             print({k: round(v[-1], 2) for k, v in samples.items()}, flush=True)
         saved = root / "sync" / f"step-{SAVE_AT:06d}"
         size = sum(f.stat().st_size for f in saved.rglob("*") if f.is_file())
