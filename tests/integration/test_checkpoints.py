@@ -29,7 +29,14 @@ def start(out: Path, cache: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     argv = [sys.executable, "-m", "launcher", "run", str(QUICKSTART), *ARGS, f"output.dir={out}",
             f"output.cache_dir={cache}", *extra]
-    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=_ctrl_c_as_in_a_terminal)
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """llaunch gets SIGINT's default action, as a terminal's foreground job does: tests started in the
+    background (nohup, `cmd &`) inherit an ignored SIGINT, and llaunch then rightly ignores Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_checkpoint(out: Path, step: int, proc: subprocess.Popen) -> Path:
