@@ -114,13 +114,12 @@ def test_packed_loss_of_each_example_equals_its_unpacked_loss(tmp_path):
     packed = objective.train_batch(columns, np.arange(4), np.arange(4))
     assert packed["input_ids"].shape[0] == 1 and packed["use_cache"] is False  # one row, no pads
     assert (packed["position_ids"][0] == 0).sum() == 4  # positions restart at every example
-    assert packed["cu_seq_lens_q"].tolist() == torch.nonzero(packed["position_ids"][0] == 0).flatten().tolist() + [
-        packed["input_ids"].shape[1]]  # and the boundaries go along, for the per-example attention
+    starts = torch.nonzero(packed["position_ids"][0] == 0).flatten().tolist() + [packed["input_ids"].shape[1]]
+    assert packed["cu_seq_lens_q"].tolist() == starts  # and the boundaries go along, for the per-example attention
     assert model.config._attn_implementation == "llaunch_packed_sdpa"
     boundaries = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
     masked = {k: v for k, v in packed.items() if k not in boundaries}  # transformers' block-diagonal mask instead
     with torch.no_grad():
-        starts = torch.nonzero(packed["position_ids"][0] == 0).flatten().tolist() + [packed["input_ids"].shape[1]]
         for batch in (packed, masked):
             logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[0]
             token_loss = torch.nn.functional.cross_entropy(logits[:-1], packed["labels"][0, 1:], reduction="none",
