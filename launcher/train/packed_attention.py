@@ -29,12 +29,24 @@ def packed_sdpa_attention(module, query, key, value, attention_mask, dropout=0.0
     if bounds is None or not plain_causal or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    edges = bounds.tolist()
+    edges = _edges(bounds)
     gqa = getattr(module, "num_key_value_groups", 1) > 1
     parts = [torch.nn.functional.scaled_dot_product_attention(
         query[:, :, start:end], key[:, :, start:end], value[:, :, start:end], dropout_p=dropout, scale=scaling,
         is_causal=True, enable_gqa=gqa) for start, end in zip(edges, edges[1:])]
     return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
+_last_edges: tuple[torch.Tensor, list[int]] | None = None
+
+
+def _edges(bounds: torch.Tensor) -> list[int]:
+    """The boundaries as ints, read once per forward: every layer gets the same tensor, and reading a device
+    tensor waits for the device (one wait per layer would stall a GPU's queue as many times)."""
+    global _last_edges
+    if _last_edges is None or _last_edges[0] is not bounds:
+        _last_edges = (bounds, bounds.tolist())
+    return _last_edges[1]
 
 
 def use_packed_attention(model: PreTrainedModel) -> None:
