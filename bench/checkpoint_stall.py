@@ -1,5 +1,6 @@
 """Checkpoint stall: how much longer a stretch of training takes when it includes one save, sync vs
-async (checkpoint.async), on a model whose save takes several seconds; and save/load bandwidth against
+async (checkpoint.async's thread writer, and DCP's process-based writer beside it), on a model whose save
+takes several seconds; and save/load bandwidth against
 a plain file copy of the same bytes. One process, the real DDP engine and Checkpointer.
 
     python bench/checkpoint_stall.py [--rounds 3] [--hidden 1024] [--layers 8] [--steps 16]
@@ -22,6 +23,8 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
+import torch.distributed.checkpoint as dcp  # noqa: E402
+from torch.distributed.checkpoint.state_dict_saver import AsyncCheckpointerType  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from common import save, table  # noqa: E402
@@ -31,6 +34,19 @@ from launcher.train.distributed import Dist  # noqa: E402
 from launcher.train.engines.ddp import DDPEngine  # noqa: E402
 
 SAVE_AT = 2
+
+
+class ProcessWriterEngine(DDPEngine):
+    """The same engine; with `process_writer` set, async saves go to DCP's process-based writer (a process of
+    its own: no GIL shared with training) instead of the thread that checkpoint.async uses."""
+
+    process_writer = False
+
+    def async_save(self, path: Path, process_group):
+        if not self.process_writer:
+            return super().async_save(path, process_group)
+        return dcp.async_save(self.sharded_state(), checkpoint_id=str(path), process_group=process_group,
+                              async_checkpointer_type=AsyncCheckpointerType.PROCESS)
 
 
 def train_stretch(engine, batch, checkpointer: Checkpointer | None, steps: int) -> float:
@@ -56,13 +72,14 @@ def main() -> None:
     # shorter stretch would end waiting for the write and count that wait as stall
     parser.add_argument("--steps", type=int, default=16)
     args = parser.parse_args()
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")  # where the process writer's own process group meets
     dist.init_process_group("gloo", init_method="tcp://127.0.0.1:29611", rank=0, world_size=1)
     recipe = load_recipe(Path(__file__).parents[1] / "recipes" / "quickstart.yaml",
                          ["resources.procs_per_node=1", "~train.global_batch_size", "train.max_steps=1000"])
     config = LlamaConfig(hidden_size=args.hidden, intermediate_size=args.hidden * 11 // 4,
                          num_hidden_layers=args.layers, num_attention_heads=args.hidden // 64, vocab_size=32000)
     torch.manual_seed(0)
-    engine = DDPEngine(LlamaForCausalLM(config), recipe, Dist(0, 1, 0, torch.device("cpu")))
+    engine = ProcessWriterEngine(LlamaForCausalLM(config), recipe, Dist(0, 1, 0, torch.device("cpu")))
     batch = torch.randint(0, 32000, (1, 128))
     params = sum(p.numel() for p in engine.unwrapped().parameters())
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:
@@ -70,11 +87,18 @@ def main() -> None:
         train_stretch(engine, batch, None, 2)  # warm-up: optimizer state exists from here on
         sync_ckpt = Checkpointer(engine, root / "sync", 1, False, Dist(0, 1, 0, torch.device("cpu")))
         async_ckpt = Checkpointer(engine, root / "async", 1, True, Dist(0, 1, 0, torch.device("cpu")))
-        samples = {"no save": [], "sync save": [], "async save": []}
+        process_ckpt = Checkpointer(engine, root / "process", 1, True, Dist(0, 1, 0, torch.device("cpu")))
+        engine.process_writer = True
+        train_stretch(engine, batch, process_ckpt, SAVE_AT)  # starts the writer process once, as a run would
+        engine.process_writer = False
+        samples = {"no save": [], "sync save": [], "async save": [], "async save (process writer)": []}
         for _ in range(args.rounds):
             samples["no save"].append(train_stretch(engine, batch, None, args.steps))
             samples["sync save"].append(train_stretch(engine, batch, sync_ckpt, args.steps))
             samples["async save"].append(train_stretch(engine, batch, async_ckpt, args.steps))
+            engine.process_writer = True
+            samples["async save (process writer)"].append(train_stretch(engine, batch, process_ckpt, args.steps))
+            engine.process_writer = False
             print({k: round(v[-1], 2) for k, v in samples.items()}, flush=True)
         saved = root / "sync" / f"step-{SAVE_AT:06d}"
         size = sum(f.stat().st_size for f in saved.rglob("*") if f.is_file())
@@ -90,7 +114,7 @@ def main() -> None:
         copy_seconds = time.perf_counter() - started
         shutil.rmtree(root / "copy")
     median = {k: statistics.median(v) for k, v in samples.items()}
-    stall = {k: median[k] - median["no save"] for k in ("sync save", "async save")}
+    stall = {k: median[k] - median["no save"] for k in samples if k != "no save"}
     gb = size / 1e9
     print(f"model {params / 1e6:.0f}M params; checkpoint {gb:.2f} GB (model + AdamW states)")
     print(table([[k, f"{v:.2f} s"] for k, v in stall.items()], ["save", "training stall per checkpoint"]))
