@@ -1,7 +1,7 @@
 """Checkpoint stall: how much longer a stretch of training takes when it includes one save, sync vs
 async (checkpoint.async's thread writer, and DCP's process-based writer beside it), on a model whose save
-takes several seconds; and save/load bandwidth against
-a plain file copy of the same bytes. One process, the real DDP engine and Checkpointer.
+takes several seconds; and save/load bandwidth against a plain file copy of the same bytes. One process,
+the real DDP engine and Checkpointer.
 
     python bench/checkpoint_stall.py [--rounds 3] [--hidden 1024] [--layers 8] [--steps 16]
 """
