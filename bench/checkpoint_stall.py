@@ -9,6 +9,7 @@ the real DDP engine and Checkpointer.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -47,6 +48,14 @@ class ProcessWriterEngine(DDPEngine):
             return super().async_save(path, process_group)
         return dcp.async_save(self.sharded_state(), checkpoint_id=str(path), process_group=process_group,
                               async_checkpointer_type=AsyncCheckpointerType.PROCESS)
+
+    @contextlib.contextmanager
+    def with_process_writer(self):
+        self.process_writer = True
+        try:
+            yield
+        finally:
+            self.process_writer = False
 
 
 def train_stretch(engine, batch, checkpointer: Checkpointer | None, steps: int) -> float:
@@ -88,17 +97,15 @@ def main() -> None:
         sync_ckpt = Checkpointer(engine, root / "sync", 1, False, Dist(0, 1, 0, torch.device("cpu")))
         async_ckpt = Checkpointer(engine, root / "async", 1, True, Dist(0, 1, 0, torch.device("cpu")))
         process_ckpt = Checkpointer(engine, root / "process", 1, True, Dist(0, 1, 0, torch.device("cpu")))
-        engine.process_writer = True
-        train_stretch(engine, batch, process_ckpt, SAVE_AT)  # starts the writer process once, as a run would
-        engine.process_writer = False
+        with engine.with_process_writer():
+            train_stretch(engine, batch, process_ckpt, SAVE_AT)  # starts the writer process once, as a run would
         samples = {"no save": [], "sync save": [], "async save": [], "async save (process writer)": []}
         for _ in range(args.rounds):
             samples["no save"].append(train_stretch(engine, batch, None, args.steps))
             samples["sync save"].append(train_stretch(engine, batch, sync_ckpt, args.steps))
             samples["async save"].append(train_stretch(engine, batch, async_ckpt, args.steps))
-            engine.process_writer = True
-            samples["async save (process writer)"].append(train_stretch(engine, batch, process_ckpt, args.steps))
-            engine.process_writer = False
+            with engine.with_process_writer():
+                samples["async save (process writer)"].append(train_stretch(engine, batch, process_ckpt, args.steps))
             print({k: round(v[-1], 2) for k, v in samples.items()}, flush=True)
         saved = root / "sync" / f"step-{SAVE_AT:06d}"
         size = sum(f.stat().st_size for f in saved.rglob("*") if f.is_file())
