@@ -10,9 +10,11 @@ from launcher.errors import UserError
 
 
 def _cmd_validate(args) -> int:
+    from launcher.preflight import preflight
     from launcher.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    preflight(recipe)  # data files and model dirs exist here (`plan` does not ask: a cluster's disks may hold them)
     print(f"ok: {args.recipe} ({_one_line(recipe)})")
     return 0
 
