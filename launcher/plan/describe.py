@@ -5,7 +5,9 @@ from __future__ import annotations
 import shlex
 
 from launcher.plan.launch_plan import LaunchPlan
-from launcher.recipe.schema import Recipe
+from launcher.recipe.schema import Recipe, TrainSpec
+
+ADAM_EPS = 1e-8  # torch.optim.AdamW's default: no engine passes eps
 
 
 def describe(source: str, recipe: Recipe, plan: LaunchPlan) -> str:
@@ -15,7 +17,6 @@ def describe(source: str, recipe: Recipe, plan: LaunchPlan) -> str:
     else:
         settings = {k: v for k, v in recipe.model.config.items() if k != "type"}
         model = f"{recipe.model.config['type']} from config " + " ".join(f"{k}={v}" for k, v in settings.items())
-    tokens = recipe.global_batch_size * recipe.data.seq_len
     lines = [
         f"recipe    {source}  (name {recipe.name})",
         f"objective {recipe.objective}, method {recipe.method.type}, engine {recipe.parallel.strategy}",
@@ -23,9 +24,8 @@ def describe(source: str, recipe: Recipe, plan: LaunchPlan) -> str:
         f"data      {len(recipe.data.train)} train file(s), {len(recipe.data.eval)} eval file(s), "
         f"seq_len {recipe.data.seq_len}",
         f"batch     micro {t.micro_batch_size} x accum {recipe.grad_accum} x world {recipe.world_size} = "
-        f"{recipe.global_batch_size} sequences ({tokens:,} tokens) per step, {t.max_steps} steps",
-        f"optimizer AdamW lr {t.lr:g}, wd {t.weight_decay:g}, warmup {t.warmup_steps}, {t.schedule} decay, "
-        f"clip {t.max_grad_norm}",
+        f"{_per_step(recipe)} per step, {t.max_steps} steps",
+        f"optimizer {_optimizer(t)}",
         f"launch    {plan.launcher}: {plan.nodes} node(s) x {plan.procs_per_node} process(es), device {r.device}",
         "commands:",
     ]
@@ -38,3 +38,26 @@ def describe(source: str, recipe: Recipe, plan: LaunchPlan) -> str:
         if name != "launch.sh":
             lines += [f"{name}:", *(f"  {line}" for line in text.splitlines())]
     return "\n".join(lines)
+
+
+def _per_step(recipe: Recipe) -> str:
+    """What one step holds: exact for clm/mlm blocks, a bound where examples are only as long as they are."""
+    n, seq_len = recipe.global_batch_size, recipe.data.seq_len
+    if recipe.objective in ("clm", "mlm"):
+        return f"{n} sequences ({n * seq_len:,} tokens)"
+    if recipe.data.packing:
+        rows = recipe.grad_accum * recipe.world_size
+        return (f"{n} examples in {rows} packed row(s) of {recipe.train.micro_batch_size} "
+                f"(up to {n * seq_len:,} tokens, no padding)")
+    bound = f"up to {n * seq_len:,} tokens"
+    if recipe.objective == "seq2seq":
+        bound = f"up to {n * seq_len:,} source and {n * (recipe.data.target_len or seq_len):,} target tokens"
+    return f"{n} sequences ({bound}, padded to the longest in each micro batch)"
+
+
+def _optimizer(t: TrainSpec) -> str:
+    """Every setting of the AdamW step, defaults included (betas differ from transformers' Trainer)."""
+    clip = f"clip grad norm {t.max_grad_norm:g}" if t.max_grad_norm is not None else "no clipping"
+    decay = f"weight decay {t.weight_decay:g}" + (" (none on biases and norms)" if t.weight_decay else "")
+    return (f"AdamW lr {t.lr:g}, betas ({t.betas[0]:g}, {t.betas[1]:g}), eps {ADAM_EPS:g}, {decay}, "
+            f"warmup {t.warmup_steps} steps, {t.schedule} schedule, {clip}")

@@ -134,3 +134,36 @@ def test_profile_errors_name_the_profile_file(tmp_path):
     bad.write_text("time: forever\n")
     with pytest.raises(UserError, match=r"bad.yaml: slurm.time: expected a SLURM time"):
         plan_for(["resources.launcher=slurm", f"slurm.profile={bad}"])
+
+
+def _summary_line(overrides: list[str], prefix: str, recipe_file=QUICKSTART) -> str:
+    from launcher.plan.describe import describe
+
+    recipe = load_recipe(recipe_file, overrides)
+    text = describe(str(recipe_file), recipe, make_plan(recipe, RUN_DIR, python="python3", cores=2))
+    [line] = [line for line in text.splitlines() if line.startswith(prefix)]
+    return line
+
+
+SFT = ROOT / "recipes" / "sft_lora.yaml"
+
+
+@pytest.mark.parametrize(("recipe_file", "overrides", "per_step"), [
+    (QUICKSTART, [], "16 sequences (2,048 tokens) per step"),  # clm blocks: exactly seq_len each
+    (SFT, ["model.path=/models/base", "data.packing=false"],
+     "16 sequences (up to 1,536 tokens, padded to the longest in each micro batch) per step"),
+    (SFT, ["model.path=/models/base", "data.packing=true", "train.micro_batch_size=4", "train.global_batch_size=16"],
+     "16 examples in 4 packed row(s) of 4 (up to 1,536 tokens, no padding) per step"),
+])
+def test_plan_says_what_a_step_holds(recipe_file, overrides, per_step):
+    assert _summary_line(overrides, "batch", recipe_file).endswith(f"= {per_step}, " + (
+        "200 steps" if recipe_file == QUICKSTART else "600 steps"))
+
+
+def test_plan_shows_every_optimizer_setting():
+    line = _summary_line(["train.betas=[0.9,0.999]", "train.weight_decay=0.1", "train.max_grad_norm=null",
+                          "train.schedule=linear", "train.warmup_steps=7", "train.lr=2e-5"], "optimizer")
+    assert line == ("optimizer AdamW lr 2e-05, betas (0.9, 0.999), eps 1e-08, weight decay 0.1 (none on biases and "
+                    "norms), warmup 7 steps, linear schedule, no clipping")
+    default = _summary_line([], "optimizer")  # the quickstart sets no betas: the default shows
+    assert "betas (0.9, 0.95)," in default and "clip grad norm 1" in default
