@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
+import traceback
+from pathlib import Path
 
 import torch
 
 from launcher.errors import UserError
-from launcher.rundir import RunDir
+from launcher.rundir import RunDir, write_text_atomic
 from launcher.train.distributed import setup, teardown
-from launcher.train.loop import log_to, run_training, write_result
 from launcher.train.quiet import quiet_libraries
+from launcher.train.trainer import Trainer
 
 
 def main(argv: list[str]) -> int:
@@ -27,7 +32,7 @@ def main(argv: list[str]) -> int:
     d = setup(recipe.resources.device)
     log = log_to(run.logs / f"rank-{d.rank}.log", echo=d.is_main)
     try:
-        result = run_training(run, d, log)
+        result = Trainer(run, d, log).run()
         if d.is_main:
             write_result(run, result)  # recorded before exit: a crash at interpreter exit loses nothing
     except UserError as exc:
@@ -38,9 +43,44 @@ def main(argv: list[str]) -> int:
         if d.is_main:
             print(f"error: {exc}", file=sys.stderr)
             write_result(run, {"status": "failed", "error": str(exc), "exit_code": exc.exit_code})
+    except Exception as exc:
+        # A crash: the first rank to fail records it (the others then fail on the lost peer), and the
+        # process exits non-zero so torchrun ends the other workers (or restarts them, if asked to)
+        log("crash:\n" + traceback.format_exc())
+        error = f"rank {d.rank}: {type(exc).__name__}: {exc}".splitlines()[0]
+        print(f"error: {error} (traceback in {run.logs / f'rank-{d.rank}.log'})", file=sys.stderr)
+        record_first_failure(run, {"status": "failed", "error": error, "exit_code": 1})
+        return 1
     finally:
         teardown()
     return 0
+
+
+def write_result(run: RunDir, result: dict) -> None:
+    write_text_atomic(run.result_file, json.dumps(result, indent=1) + "\n")
+
+
+def record_first_failure(run: RunDir, result: dict) -> None:
+    """result.json unless a rank already wrote it (the launchers remove it before each start)."""
+    tmp = run.result_file.with_name(f".result.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    try:
+        os.link(tmp, run.result_file)  # atomic, and fails if the file exists: the first failure wins
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
+def log_to(path: Path, echo: bool):
+    handle = open(path, "a", encoding="utf-8", buffering=1)
+
+    def log(message: str) -> None:
+        handle.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+        if echo:
+            print(message, flush=True)
+
+    return log
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ class TrainerState:
 class Checkpointer:
     def __init__(self, engine: Engine, root: Path, keep_last: int, use_async: bool, d: Dist):
         self.engine, self.root, self.keep_last, self.d = engine, root, keep_last, d
-        self.use_async = use_async and engine.supports_async_save
+        self.use_async = use_async
         # the background writer gets its own gloo group so it never interleaves with training collectives;
         # asking whether every rank's write is done needs a third one: a collective on the writer's group
         # from this thread, while the writer's are in flight, can pair up differently on each rank (a hang)
@@ -100,6 +100,11 @@ class Checkpointer:
             self._fail(path, exc)
         self._finish(path, payload)
 
+    def abandon(self) -> None:
+        """After a failure: no collective (the other ranks may be gone), no marker; resume ignores the
+        unfinished checkpoint and removes it."""
+        self._pending = None
+
     def _finish(self, path: Path, payload: dict) -> None:
         dist.barrier(group=self._group)
         if self.d.is_main:
@@ -130,9 +135,22 @@ def load(engine: Engine, path: Path, d: Dist) -> TrainerState:
     return TrainerState(**payload["trainer"])
 
 
-def read_state(path: Path) -> TrainerState:
-    """The trainer state of a complete checkpoint, without loading any weights."""
-    return TrainerState(**json.loads((path / STATE_FILE).read_text())["trainer"])
+def resume_differences(saved: TrainerState, current: TrainerState) -> list[str]:
+    """What differs between the run a checkpoint was written by and the one resuming it, in words.
+
+    A different world size is supported (checkpoints reshard; the data position is a sample count); a
+    different global batch or training recipe can only come from `llaunch resume --force`."""
+    notes = []
+    if saved.world_size != current.world_size:
+        notes.append(f"{current.world_size} processes; the checkpoint was written by {saved.world_size} "
+                     f"(resharded; the sample order continues at sample {saved.consumed_samples})")
+    if saved.global_batch_size != current.global_batch_size:
+        notes.append(f"global batch {current.global_batch_size}; the checkpoint's run had {saved.global_batch_size} "
+                     f"(the sample order continues at sample {saved.consumed_samples})")
+    if saved.recipe_hash and saved.recipe_hash != current.recipe_hash:
+        notes.append(f"the training settings differ from the checkpoint's (recipe hash {saved.recipe_hash} -> "
+                     f"{current.recipe_hash}: resumed with --force)")
+    return notes
 
 
 def clean_incomplete(root: Path) -> None:

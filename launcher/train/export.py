@@ -1,7 +1,7 @@
 """Export a Hugging Face model directory (safetensors + config + tokenizer) that loads offline.
 
-`export_model` writes a live model (end of a run); `export_checkpoint` consolidates a checkpoint (DCP
-or DeepSpeed ZeRO, written at any world size) in one process.
+`export_checkpoint` consolidates a checkpoint (DCP or DeepSpeed ZeRO, written at any world size) in one
+process; methods/export.py writes the model (also a live one, at the end of a run).
 """
 
 from __future__ import annotations
@@ -9,19 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch.distributed.checkpoint as dcp
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer
 
 from launcher.checkpoints import DEEPSPEED_DIR, best_checkpoint, complete_checkpoints, step_dir
 from launcher.errors import UserError
 from launcher.rundir import RunDir
-from launcher.train.model import DTYPES, build_model
-
-
-def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    return out
+from launcher.train.dtypes import DTYPES
+from launcher.train.methods import Method
+from launcher.train.methods.export import export_model, export_trained, save_adapter
+from launcher.train.model import build_model
 
 
 def pick_checkpoint(run: RunDir, step: int | None, best: bool = False) -> tuple[int, Path]:
@@ -57,8 +53,9 @@ def load_checkpoint_model(run: RunDir, path: Path):
     tokenizer = AutoTokenizer.from_pretrained(run.tokenizer)
     task = run.path / "objective.json"
     labels = json.loads(task.read_text()).get("labels") if task.is_file() else None
-    model = build_model(recipe, tokenizer, build_objective(recipe, tokenizer, labels).head_config())
-    adapters_only = recipe.method.type in ("lora", "qlora")
+    method = Method(recipe)
+    model = build_model(recipe, tokenizer, build_objective(recipe, tokenizer, labels).head_config(), method)
+    adapters_only = method.checkpoints_trainable_only
     if (path / DEEPSPEED_DIR).is_dir():
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
@@ -83,9 +80,7 @@ def export_checkpoint(run: RunDir, step: int | None, out: Path | None, dtype: st
                       merge_lora: bool = False) -> Path:
     """A Hugging Face directory from a checkpoint; for LoRA/QLoRA runs the peft adapter alone, or with
     `merge_lora` the merged full model (its adapter beside it in adapter/)."""
-    from launcher.train.methods.export import export_trained, save_adapter
-
-    adapters = run.load_recipe().method.type in ("lora", "qlora")
+    adapters = Method(run.load_recipe()).checkpoints_trainable_only
     if merge_lora and not adapters:
         raise UserError(f"--merge-lora: {run.path} trained method.type={run.load_recipe().method.type}, which has no "
                         f"adapter to merge; leave --merge-lora out")

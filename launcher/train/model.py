@@ -8,11 +8,10 @@ from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
-from launcher.train.methods import apply_method, quantized_load_kwargs
+from launcher.train.dtypes import DTYPES
+from launcher.train.methods import Method
 from launcher.train.methods.blocks import compile_blocks
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-          "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def model_class(objective: str):
@@ -22,17 +21,20 @@ def model_class(objective: str):
     return getattr(transformers, objective_class(objective).auto_class)
 
 
-def build_model(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, head: dict | None = None) -> PreTrainedModel:
-    """`head`: config keys the prepared data decides (num_labels, id2label, ...; Objective.head_config)."""
+def build_model(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, head: dict | None = None,
+                method: Method | None = None) -> PreTrainedModel:
+    """`head`: config keys the prepared data decides (num_labels, id2label, ...; Objective.head_config);
+    `method`: the recipe's method, prepared here (the caller keeps it to ask what trains)."""
+    method = method or Method(recipe)
     spec = recipe.model
     dtype = DTYPES[spec.dtype]
     auto = model_class(recipe.objective)
     if spec.path is not None:
         model = auto.from_pretrained(spec.path, dtype=dtype, trust_remote_code=spec.trust_remote_code,
-                                     **(head or {}), **quantized_load_kwargs(recipe))
+                                     **(head or {}), **method.load_kwargs())
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:  # the objective added tokens (mlm: mask)
             model.resize_token_embeddings(len(tokenizer))
-        return _finish(model, recipe)
+        return _finish(model, recipe, method)
     settings = dict(spec.config)
     model_type = settings.pop("type")
     settings.setdefault("vocab_size", len(tokenizer))
@@ -48,16 +50,16 @@ def build_model(recipe: Recipe, tokenizer: PreTrainedTokenizerBase, head: dict |
     except (ValueError, TypeError) as exc:
         raise UserError(f"model.config: {exc}") from None
     torch.manual_seed(recipe.train.seed)
-    return _finish(auto.from_config(config, dtype=dtype), recipe)
+    return _finish(auto.from_config(config, dtype=dtype), recipe, method)
 
 
-def _finish(model: PreTrainedModel, recipe: Recipe) -> PreTrainedModel:
+def _finish(model: PreTrainedModel, recipe: Recipe, method: Method) -> PreTrainedModel:
     """Attention for packed rows, then the method (LoRA wraps what is there), then compilation."""
     if recipe.data.packing:
         from launcher.train.packed_attention import use_packed_attention
 
         use_packed_attention(model)
-    model = apply_method(model, recipe)
+    model = method.apply(model)
     if recipe.parallel.compile:
         compile_blocks(model)
     return model

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from launcher.errors import UserError
 from launcher.prepared_index import FORMAT_VERSION, cache_root
 from launcher.recipe.schema import Recipe
 from launcher.train.hashing import digest, files_digest
@@ -32,10 +33,6 @@ class Prepared:
     dir: Path
     meta: dict[str, Any] = field(default_factory=dict)
     cached: bool = False
-
-    @property
-    def train(self) -> Path:
-        return self.dir / "train"
 
     @property
     def has_eval(self) -> bool:
@@ -77,6 +74,25 @@ def prepare(recipe: Recipe, log=print) -> Prepared:
     os.replace(out / ".meta.tmp", out / "meta.json")
     log(f"prepared data: {_describe(meta, recipe)} in {meta['seconds']} s -> {out}")
     return Prepared(tokenizer, out, meta, cached=False)
+
+
+def prepare_on_rank0(recipe: Recipe, d, log) -> Prepared:
+    """In the workers: rank 0 prepares (or finds the cache); the others wait, then open the same cache.
+    A bad-data error reaches every rank, so all stop with the same one-line message."""
+    from launcher.train.distributed import broadcast_text
+
+    error = None
+    if d.is_main:
+        try:
+            prepared = prepare(recipe, log=log)
+        except UserError as exc:
+            error = str(exc)
+    error = broadcast_text(error, d.device)
+    if error:
+        raise UserError(error)
+    if not d.is_main:
+        prepared = prepare(recipe, log=lambda _: None)
+    return prepared
 
 
 def read_split(recipe: Recipe, objective: Objective, files: list[str], cache: Path) -> Rows:

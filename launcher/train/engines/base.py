@@ -1,11 +1,12 @@
 """The one engine interface: wrap, backward, step, sharded state, save/load, the bare model.
 
-The train loop talks only to this; DDP, FSDP2 and DeepSpeed implement it.
+The train loop talks only to this; DDP, FSDP2 (both through DCP) and DeepSpeed implement it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,14 @@ from transformers import PreTrainedModel
 
 
 class Engine(ABC):
+    """Wraps the model it is given and steps the parameters that require grad; knows nothing of methods."""
+
     model: torch.nn.Module  # what the loop calls forward on
     optimizer: torch.optim.Optimizer
     scheduler: Any
+    # forward gathers sharded weights (FSDP2, ZeRO-3): every rank must run the same forwards, so generate()
+    # keeps the ranks in step (synced_gpus)
+    gathers_weights_in_forward = False
 
     @abstractmethod
     def accumulating(self, last_micro_batch: bool) -> AbstractContextManager:
@@ -39,19 +45,12 @@ class Engine(ABC):
     def lr(self) -> float:
         return float(self.scheduler.get_last_lr()[0])
 
-    @abstractmethod
-    def sharded_state(self) -> dict[str, Any]:
-        """Model and optimizer state as DCP wants it (each rank holds its own shards)."""
-
-    @abstractmethod
-    def load_sharded_state(self, state: dict[str, Any]) -> None: ...
+    def trainable_changed(self) -> None:
+        """The set of parameters that require grad changed (gradual unfreezing) before the next step."""
 
     @abstractmethod
     def unwrapped(self) -> PreTrainedModel:
         """The transformers (or peft) model the engine wraps; its weights may be shards."""
-
-    def begin_step(self, step: int) -> None:
-        """Called by the loop before each optimizer step (gradual unfreezing hooks in here)."""
 
     def full_state_dict(self) -> dict[str, torch.Tensor] | None:
         """Collective: full weights keyed like unwrapped().state_dict() on rank 0 (CPU), None elsewhere."""
@@ -65,14 +64,36 @@ class Engine(ABC):
         if is_main:
             export_trained(self.unwrapped(), tokenizer, out, state)
 
-    # DCP engines stage the state in memory and write it in a background thread; others save in line.
-    supports_async_save = True
+    # ---- checkpoints: the engine's own format in step-NNNNNN/ ----
+    @abstractmethod
+    def save(self, path: Path) -> None: ...
+
+    @abstractmethod
+    def load(self, path: Path) -> None: ...
+
+    def async_save(self, path: Path, process_group) -> Future:
+        """Stage now, write in the background; a future that is done once this rank's files are.
+        Engines whose library writes in line save here and hand back a finished future."""
+        self.save(path)
+        done: Future = Future()
+        done.set_result(None)
+        return done
+
+
+class DCPEngine(Engine):
+    """Engines checkpointed through torch.distributed.checkpoint: sharded, reshardable, written async."""
+
+    @abstractmethod
+    def sharded_state(self) -> dict[str, Any]:
+        """Model and optimizer state as DCP wants it (each rank holds its own shards)."""
+
+    @abstractmethod
+    def load_sharded_state(self, state: dict[str, Any]) -> None: ...
 
     def save(self, path: Path) -> None:
         dcp.save(self.sharded_state(), checkpoint_id=str(path), no_dist=_alone())
 
-    def async_save(self, path: Path, process_group):
-        """Stage now, write in the background; returns a future that is done once this rank's files are."""
+    def async_save(self, path: Path, process_group) -> Future:
         return dcp.async_save(self.sharded_state(), checkpoint_id=str(path), process_group=process_group,
                               no_dist=_alone())
 
@@ -90,7 +111,7 @@ def _alone() -> bool:
     return dist.get_world_size() == 1
 
 
-class TorchOptimizerEngine(Engine):
+class TorchOptimizerEngine(DCPEngine):
     """Engines that step the torch optimizer themselves (DDP, FSDP2): loss scaling, clipping, step, zero.
 
     Subclasses set self._module, self.optimizer, self.scheduler, self._scaler (None: no loss scaling)

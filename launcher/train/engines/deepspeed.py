@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 from transformers import PreTrainedModel
@@ -21,14 +20,15 @@ from launcher.recipe import ds_config
 from launcher.recipe.schema import Recipe
 from launcher.train.distributed import Dist
 from launcher.train.engines.base import Engine
+from launcher.train.methods import Method
 from launcher.train.optim import build_scheduler, param_groups
 
 UNIVERSAL_DIR = f"{DEEPSPEED_DIR}_universal"  # step-NNNNNN/deepspeed_universal/: converted for another world size
 
 class DeepSpeedEngine(Engine):
-    supports_async_save = False  # DeepSpeed writes its own checkpoint files, in line
+    """DeepSpeed writes its own checkpoint files, in line (an async save is a save in line)."""
 
-    def __init__(self, model: PreTrainedModel, recipe: Recipe, dist: Dist):
+    def __init__(self, model: PreTrainedModel, method: Method, recipe: Recipe, dist: Dist):
         import deepspeed
 
         # DeepSpeed's own collectives call a torch API that warns on every use; nothing for a user to act on
@@ -36,7 +36,7 @@ class DeepSpeedEngine(Engine):
         config = ds_config.fill_model_sized(ds_config.resolve(recipe), model.config.hidden_size)
         config["managed_gradient_accumulation"] = False  # step() is the accumulation boundary
         offload = recipe.parallel.offload != "none"
-        optimizer = _optimizer(model, recipe, offload and dist.device.type == "cuda")
+        optimizer = _optimizer(method.optimizer_parameters(model), recipe, offload and dist.device.type == "cuda")
         if offload and dist.device.type != "cuda":
             config["zero_force_ds_cpu_optimizer"] = False  # torch AdamW on CPU: same math, nothing to compile
         scheduler = build_scheduler(optimizer, recipe.train)
@@ -46,7 +46,8 @@ class DeepSpeedEngine(Engine):
         self.model = self._ds
         self._dist = dist
         self._stage = recipe.parallel.zero_stage
-        self._adapter_only = recipe.method.type in ("lora", "qlora")
+        self.gathers_weights_in_forward = self._stage == 3
+        self._trainable_only = method.checkpoints_trainable_only
         self._mixed = recipe.parallel.mixed_precision != "fp32"
 
     def accumulating(self, last_micro_batch: bool):
@@ -63,14 +64,14 @@ class DeepSpeedEngine(Engine):
     def save(self, path: Path) -> None:
         # universal_checkpoint_info lets `ds_to_universal` convert a ZeRO-2 checkpoint for another world size
         self._ds.save_checkpoint(str(path), tag=DEEPSPEED_DIR, client_state={"universal_checkpoint_info": {}},
-                                 save_latest=False, exclude_frozen_parameters=self._adapter_only)
+                                 save_latest=False, exclude_frozen_parameters=self._trainable_only)
 
     def load(self, path: Path) -> None:
         saved = len(list((path / DEEPSPEED_DIR).glob("*zero_pp_rank_*_optim_states.pt")))  # one file per rank
         tag = DEEPSPEED_DIR
         if saved and saved != self._ds.world_size:
             tag = self._universal(path, saved)
-        loaded, _ = self._ds.load_checkpoint(str(path), tag=tag, load_module_strict=not self._adapter_only,
+        loaded, _ = self._ds.load_checkpoint(str(path), tag=tag, load_module_strict=not self._trainable_only,
                                              load_optimizer_states=True, load_lr_scheduler_states=True)
         if loaded is None:
             raise UserError(f"{path}: no DeepSpeed checkpoint in {path / tag}")
@@ -84,7 +85,7 @@ class DeepSpeedEngine(Engine):
 
         import torch.distributed as dist
 
-        if self._adapter_only:
+        if self._trainable_only:
             raise UserError(f"{path}: a LoRA checkpoint of DeepSpeed written by {saved} ranks cannot be resumed on "
                             f"{self._ds.world_size}; resume with {saved} processes")
         out = path / UNIVERSAL_DIR
@@ -109,12 +110,6 @@ class DeepSpeedEngine(Engine):
         self._ds._config.load_universal_checkpoint = True  # DeepSpeed reads the mode at load time; no public setter
         return UNIVERSAL_DIR
 
-    def sharded_state(self) -> dict[str, Any]:
-        raise NotImplementedError("DeepSpeed checkpoints go through save()/load()")
-
-    def load_sharded_state(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError("DeepSpeed checkpoints go through save()/load()")
-
     def full_state_dict(self) -> dict[str, torch.Tensor] | None:
         module = self._ds.module
         if self._stage == 3:
@@ -135,10 +130,10 @@ class DeepSpeedEngine(Engine):
         return self._ds.module
 
 
-def _optimizer(model: torch.nn.Module, recipe: Recipe, cpu_adam: bool) -> torch.optim.Optimizer:
+def _optimizer(params: list[torch.nn.Parameter], recipe: Recipe, cpu_adam: bool) -> torch.optim.Optimizer:
     """The recipe's AdamW (no decay on biases and norms); DeepSpeed's compiled CPU Adam when a GPU run offloads it."""
     t = recipe.train
-    groups = [g for g in param_groups(model, t) if g["params"]]  # ZeRO cannot flatten empty groups
+    groups = [g for g in param_groups(params, t) if g["params"]]  # ZeRO cannot flatten empty groups
     if cpu_adam:
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 

@@ -23,25 +23,29 @@ from transformers import PreTrainedModel
 from launcher.recipe.schema import Recipe
 from launcher.train.distributed import Dist
 from launcher.train.engines.base import TorchOptimizerEngine
-from launcher.train.engines.precision import COMPUTE, grad_scaler
+from launcher.train.dtypes import compute_dtype
+from launcher.train.engines.precision import grad_scaler
+from launcher.train.methods import Method
 from launcher.train.methods.blocks import transformer_blocks
 from launcher.train.optim import build_optimizer, build_scheduler
 
 
 class FSDP2Engine(TorchOptimizerEngine):
-    def __init__(self, model: PreTrainedModel, recipe: Recipe, dist: Dist):
+    gathers_weights_in_forward = True
+
+    def __init__(self, model: PreTrainedModel, method: Method, recipe: Recipe, dist: Dist):
         p = recipe.parallel
         offload = p.offload == "params"
         if not offload:
             model = model.to(dist.device)
         mesh = init_device_mesh(dist.device.type, (dist.world_size,))
-        mp = MixedPrecisionPolicy(param_dtype=COMPUTE.get(p.mixed_precision), reduce_dtype=torch.float32)
+        mp = MixedPrecisionPolicy(param_dtype=compute_dtype(p.mixed_precision), reduce_dtype=torch.float32)
         policy = CPUOffloadPolicy(pin_memory=dist.device.type == "cuda") if offload else OffloadPolicy()
         for block in transformer_blocks(model):
             fully_shard(block, mesh=mesh, mp_policy=mp, offload_policy=policy)
         fully_shard(model, mesh=mesh, mp_policy=mp, offload_policy=policy)
         self.model = self._module = model
-        self.optimizer = build_optimizer(model, recipe.train)
+        self.optimizer = build_optimizer(method.optimizer_parameters(model), recipe.train)
         self.scheduler = build_scheduler(self.optimizer, recipe.train)
         self._max_norm = recipe.train.max_grad_norm or float("inf")
         self._scaler = grad_scaler(p.mixed_precision, dist.device)

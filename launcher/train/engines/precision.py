@@ -6,8 +6,7 @@ import contextlib
 
 import torch
 
-COMPUTE = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
+from launcher.train.dtypes import compute_dtype
 
 class Autocast(torch.nn.Module):
     """Runs the wrapped module's forward under torch.autocast (a no-op wrapper for fp32)."""
@@ -15,7 +14,7 @@ class Autocast(torch.nn.Module):
     def __init__(self, module: torch.nn.Module, mixed_precision: str, device: torch.device):
         super().__init__()
         self.module = module
-        self._dtype = COMPUTE.get(mixed_precision)
+        self._dtype = compute_dtype(mixed_precision)
         self._device_type = device.type
 
     def forward(self, *args, **kwargs):

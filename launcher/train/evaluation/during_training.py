@@ -6,14 +6,12 @@ from typing import Any
 
 from launcher.recipe.schema import Recipe
 from launcher.train.distributed import Dist
-from launcher.train.engines.precision import COMPUTE
+from launcher.train.dtypes import compute_dtype
 from launcher.train.evaluation.best import BestTracker, Verdict
 from launcher.train.evaluation.evaluator import evaluate, format_metrics
 from launcher.train.metrics import Metrics
 from launcher.train.objectives import Objective
 from launcher.train.progress import TrainProgress
-
-SHARDED = ("fsdp2", "zero3")  # engines whose forward gathers weights: generate() must keep ranks in step
 
 
 class TrainingEvaluator:
@@ -22,7 +20,7 @@ class TrainingEvaluator:
         self.engine, self.objective, self.columns, self.recipe, self.d = engine, objective, columns, recipe, d
         self.metrics, self.progress, self.tracker = metrics, progress, tracker
         self.last_step: int | None = None
-        if recipe.parallel.strategy in SHARDED and d.world_size > 1:
+        if engine.gathers_weights_in_forward and d.world_size > 1:
             objective.generate_kwargs = {"synced_gpus": True}
 
     def __call__(self, step: int) -> Verdict:
@@ -33,7 +31,7 @@ class TrainingEvaluator:
             self.objective, self.columns, self.engine.model, self.engine.unwrapped(),
             micro=self.recipe.train.micro_batch_size, max_batches=self.recipe.eval.max_batches,
             rank=self.d.rank, world=self.d.world_size, device=self.d.device,
-            autocast=COMPUTE.get(self.recipe.parallel.mixed_precision),
+            autocast=compute_dtype(self.recipe.parallel.mixed_precision),
         )
         verdict = self.tracker.update(step, values) if step > 0 else Verdict(False, False)  # step 0 is the baseline
         self.metrics.log("eval", step, **values)

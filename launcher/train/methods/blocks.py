@@ -20,13 +20,6 @@ def transformer_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
     return best
 
 
-def block_names(model: torch.nn.Module) -> tuple[str, int]:
-    """The blocks' module path (e.g. `model.layers`) and how many there are."""
-    blocks = transformer_blocks(model)
-    name = next(n for n, m in model.named_modules() if m is blocks)
-    return name, len(blocks)
-
-
 def compile_blocks(model: torch.nn.Module) -> None:
     """torch.compile each block in place (Module.compile): parameter names and state dicts stay as they are.
 

@@ -14,8 +14,6 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from launcher.train.export import export_model
-
 
 def export_trained(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out: Path,
                    state: dict[str, torch.Tensor] | None = None, dtype: torch.dtype | None = None) -> Path:
@@ -36,6 +34,13 @@ def export_trained(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, o
     save_adapter(model, tokenizer, out / "adapter", dict(state))
     merged = merged_model(model, state)
     return export_model(merged if dtype is None else merged.to(dtype), tokenizer, out)
+
+
+def export_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
 
 
 def save_adapter(model, tokenizer: PreTrainedTokenizerBase, out: Path,

@@ -10,8 +10,8 @@ from transformers import BitsAndBytesConfig, PreTrainedModel
 
 from launcher.errors import UserError
 from launcher.recipe.schema import LoraSpec, Recipe
+from launcher.train.dtypes import DTYPES
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def apply_lora(model: torch.nn.Module, spec: LoraSpec, gradient_checkpointing: bool = False) -> torch.nn.Module:

@@ -17,7 +17,6 @@ from transformers import PreTrainedTokenizerBase
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
 from launcher.train.objectives.rows import Rows
-from launcher.train.objectives.store import Ragged
 
 IGNORE = -100  # label value the losses skip
 
@@ -33,6 +32,10 @@ class EvalOutput:
 class Objective:
     name = ""
     auto_class = "AutoModelForCausalLM"
+    # What a step's loss averages over: every target token of the global batch (labels other than IGNORE;
+    # a causal LM predicts from its second position on), or, for per-example objectives, every example.
+    per_example = False
+    shifted_labels = True
 
     def __init__(self, recipe: Recipe, tokenizer: PreTrainedTokenizerBase, labels: list[str] | None = None):
         self.recipe, self.data = recipe, recipe.data
@@ -78,12 +81,19 @@ class Objective:
         positions = np.asarray(indices)  # eval randomness (masks) is fixed per example
         return self.train_batch(columns, indices, positions)
 
+    def loss_items(self, batch: dict[str, torch.Tensor]) -> int:
+        """How many terms the model's mean loss over `batch` averages: target tokens, or examples."""
+        if self.per_example:
+            return len(batch["input_ids"])
+        labels = batch["labels"][:, 1:] if self.shifted_labels else batch["labels"]
+        return int((labels != IGNORE).sum())
+
     # ---- evaluation ----
     def eval_step(self, model, generator, batch: dict[str, torch.Tensor], indices: np.ndarray,
                   columns: dict[str, Any]) -> EvalOutput:
         """Default: token-weighted loss; `generator` is the bare model for generate()."""
         output = model(**batch)
-        count = _predicted_tokens(batch)
+        count = self.loss_items(batch)
         return EvalOutput({"loss_sum": output.loss.item() * count, "loss_count": count})
 
     def metrics(self, sums: dict[str, float], predictions: list[tuple[int, Any]], columns: dict[str, Any]) -> dict[str, float]:
@@ -98,13 +108,6 @@ def loss_metrics(sums: dict[str, float], perplexity: bool = True) -> dict[str, f
     if perplexity:
         out["perplexity"] = math.exp(min(loss, 50))
     return out
-
-
-def _predicted_tokens(batch: dict[str, torch.Tensor]) -> int:
-    labels = batch["labels"]
-    if labels.dim() == 2 and "decoder_input_ids" not in batch and labels.shape[1] > 1:
-        return int((labels[:, 1:] != IGNORE).sum())  # causal LMs predict from the second token on
-    return int((labels != IGNORE).sum())
 
 
 def ensure_eos(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
@@ -134,10 +137,6 @@ def pad_rows(rows: list[np.ndarray], value: int, side: str = "right") -> torch.T
         else:
             out[i, longest - len(row):] = row
     return torch.from_numpy(out)
-
-
-def ragged_rows(column: Ragged, indices: np.ndarray) -> list[np.ndarray]:
-    return [np.asarray(column[int(i)], dtype=np.int64) for i in indices]
 
 
 def check_length(rows: Rows, index: int, column: str, length: int, limit: int, truncation: bool) -> None:

@@ -3,7 +3,11 @@
 Works with any template that renders a conversation's prefix as a prefix of the whole (the usual
 case): each assistant reply is the text between the render of the turns before it (with the
 generation prompt) and the render that includes it. So the loss covers exactly what the model
-would have to generate, whatever the template.
+would have to generate, whatever the template, including how the template closes the turn
+(`</s>\n`, ChatML's `<|im_end|>\n`).
+
+Alpaca rows become one user turn (the instruction, then data.alpaca_separator and the input when
+there is one) and one assistant turn, rendered by the same template.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ def template_for(tokenizer, name: str, file: str | None) -> str:
     return PLAIN if name == "plain" else CHATML
 
 
-def alpaca_messages(instruction: str, extra: str | None, output: str) -> list[dict[str, str]]:
-    prompt = instruction if not extra else f"{instruction}\n\n{extra}"
+def alpaca_messages(instruction: str, extra: str | None, output: str, separator: str) -> list[dict[str, str]]:
+    prompt = instruction if not extra else instruction + separator + extra
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
 
 
@@ -74,3 +78,17 @@ def segments(tokenizer, template: str, messages: list[dict[str, str]]) -> list[t
     if rest:
         out.append((rest, False))
     return [(text, trainable) for text, trainable in out if text]
+
+
+def turn_end_id(tokenizer, template: str) -> int | None:
+    """The special token the template closes an assistant turn with (EOS, ChatML's `<|im_end|>`, Llama 3's
+    `<|eot_id|>`), or None when it closes turns with ordinary text (plain) or nothing.
+
+    Found by rendering a one-turn probe conversation: the last special token of its reply segment. Reply
+    text holds none of its own (an unknown character becomes UNK, which is never a turn end).
+    """
+    probe = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "a"}]
+    reply = "".join(text for text, trainable in segments(tokenizer, template, probe) if trainable)
+    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    ends = [i for i in tokenizer(reply, add_special_tokens=False)["input_ids"] if i in special]
+    return ends[-1] if ends else None

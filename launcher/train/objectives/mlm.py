@@ -24,6 +24,7 @@ TRAIN_STREAM, EVAL_STREAM = 1, 2
 class MaskedLM(Objective):
     name = "mlm"
     auto_class = "AutoModelForMaskedLM"
+    shifted_labels = False
 
     def adapt_tokenizer(self, tokenizer):
         if tokenizer.mask_token is None:

@@ -24,6 +24,7 @@ TOP_K = 20
 class QuestionAnswering(Objective):
     name = "qa"
     auto_class = "AutoModelForQuestionAnswering"
+    per_example = True
 
     def needed_columns(self, kind):
         cols = self.data.columns

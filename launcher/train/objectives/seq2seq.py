@@ -20,6 +20,7 @@ from launcher.train.objectives.store import Ragged
 class Seq2Seq(Objective):
     name = "seq2seq"
     auto_class = "AutoModelForSeq2SeqLM"
+    shifted_labels = False  # the decoder's inputs are the labels shifted right: every label is predicted
 
     def adapt_tokenizer(self, tokenizer):
         return ensure_eos(tokenizer)
@@ -59,7 +60,7 @@ class Seq2Seq(Objective):
 
     def eval_step(self, model, generator, batch, indices, columns) -> EvalOutput:
         output = model(**batch)
-        count = int((batch["labels"] != IGNORE).sum())
+        count = self.loss_items(batch)
         generated = generator.generate(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
             max_new_tokens=self.recipe.eval.max_new_tokens, do_sample=False, num_beams=1,

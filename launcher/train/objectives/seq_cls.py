@@ -16,6 +16,7 @@ from launcher.train.objectives.store import Ragged
 class SequenceClassification(Objective):
     name = "seq_cls"
     auto_class = "AutoModelForSequenceClassification"
+    per_example = True
 
     def needed_columns(self, kind):
         needed = {self.text_column(kind): "data.text_field", self.data.columns.label: "data.columns.label"}

@@ -1,6 +1,14 @@
 """sft: instruction tuning on alpaca (instruction/input/output) or chat (messages) rows.
 
-The loss covers the assistant replies only (each followed by EOS, so the model learns to stop).
+The loss covers the assistant replies only, each ending exactly as the template ends the turn, so the
+model learns to stop:
+- a template that closes a turn with a special token (`{reply}</s>\n`, ChatML's `{reply}<|im_end|>\n`
+  when the tokenizer has `<|im_end|>` as a special token, Llama 3's `<|eot_id|>`) is followed as it
+  is: no EOS is added, the labels cover that token and whatever the template puts after it;
+- a template that puts no special token after the reply (plain, or ChatML with a tokenizer that spells
+  `<|im_end|>` as ordinary pieces) gets one EOS appended, covered by the labels.
+Generation in eval stops on EOS and on the template's turn-end tokens (`<|im_end|>`), the token the
+model was trained to emit.
 With data.packing a micro batch is one padding-free row (transformers' DataCollatorWithFlattening):
 position ids restart at every example and the example boundaries go along (cu_seq_lens), so attention
 runs per example (launcher/train/packed_attention.py) and no token attends across a boundary. Eval
@@ -9,6 +17,7 @@ scores the loss and the exact match of greedy generations for the last reply of 
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -17,7 +26,7 @@ from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 from launcher.errors import UserError
 from launcher.train.evaluation.scores import exact_match
 from launcher.train.objectives.base import ensure_eos, IGNORE, EvalOutput, Objective, check_length, loss_metrics, pad_rows
-from launcher.train.objectives.chat import alpaca_messages, check_messages, segments, template_for
+from launcher.train.objectives.chat import alpaca_messages, check_messages, segments, template_for, turn_end_id
 from launcher.train.objectives.rows import Rows, bad_row, text_value
 from launcher.train.objectives.store import Ragged
 
@@ -65,15 +74,23 @@ class InstructionTuning(Objective):
             return out
         extra = rows.column(cols.input) if cols.input in table.column_names else [None] * len(table)
         return [alpaca_messages(text_value(rows, i, cols.instruction, ins), extra[i] or None,
-                                text_value(rows, i, cols.output, out, allow_empty=True))
+                                text_value(rows, i, cols.output, out, allow_empty=True), self.data.alpaca_separator)
                 for i, (ins, out) in enumerate(zip(rows.column(cols.instruction), rows.column(cols.output)))]
 
+    @cached_property
+    def template(self) -> str:
+        return template_for(self.tokenizer, self.data.chat_template, self.data.chat_template_file)
+
+    @cached_property
+    def stop_ids(self) -> list[int]:
+        """What ends a reply: EOS, and the special token the template closes a turn with when it has one."""
+        return sorted({self.tokenizer.eos_token_id, turn_end_id(self.tokenizer, self.template)} - {None})
+
     def encode(self, rows: Rows, split: str) -> dict[str, Any]:
-        template = template_for(self.tokenizer, self.data.chat_template, self.data.chat_template_file)
         column = self.data.columns.messages if self._format(rows) == "chat" else self.data.columns.output
         ids, labels, prompts, targets = [], [], [], []
         for i, conversation in enumerate(self.conversations(rows)):
-            row_ids, row_labels, prompt_len, target = self._tokens(segments(self.tokenizer, template, conversation))
+            row_ids, row_labels, prompt_len, target = self._tokens(segments(self.tokenizer, self.template, conversation))
             check_length(rows, i, column, len(row_ids), self.data.seq_len, self.data.truncation)
             ids.append(row_ids[:self.data.seq_len])
             labels.append(row_labels[:self.data.seq_len])
@@ -85,15 +102,19 @@ class InstructionTuning(Objective):
         return columns
 
     def _tokens(self, parts: list[tuple[str, bool]]) -> tuple[list[int], list[int], int, list[int]]:
-        """ids, labels, where the last reply starts, and the last reply's ids (without the added EOS)."""
-        eos = self.tokenizer.eos_token_id
+        """ids, labels, where the last reply starts, and the last reply's ids (without an added EOS).
+
+        A reply that holds a stop token (EOS, the template's turn end) anywhere ends as the template ends
+        it (`</s>\n` stays `</s>\n`); any other gets one EOS appended.
+        """
+        stops = set(self.stop_ids)
         ids, labels, prompt_len, target = [], [], 0, []
         for text, trainable in parts:
             piece = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             if trainable:
                 prompt_len, target = len(ids), piece
-                if not piece or piece[-1] != eos:
-                    piece = piece + [eos]
+                if stops.isdisjoint(piece):
+                    piece = piece + [self.tokenizer.eos_token_id]
             ids += piece
             labels += piece if trainable else [IGNORE] * len(piece)
         return ids, labels, prompt_len, target
@@ -122,7 +143,7 @@ class InstructionTuning(Objective):
         device = labels.device
         generated = generator.generate(
             input_ids=input_ids.to(device), attention_mask=attention.to(device), do_sample=False, num_beams=1,
-            max_new_tokens=self.recipe.eval.max_new_tokens, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,
+            max_new_tokens=self.recipe.eval.max_new_tokens, pad_token_id=pad, eos_token_id=self.stop_ids,
             **self.generate_kwargs,
         )[:, input_ids.shape[1]:]
         decode = self.tokenizer.batch_decode

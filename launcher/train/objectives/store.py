@@ -39,9 +39,6 @@ class Ragged:
         return np.diff(self.offsets)
 
 
-Column = "np.ndarray | Ragged | list[Any]"
-
-
 def save_split(out: Path, split: str, columns: dict[str, Any]) -> dict[str, str]:
     """Write every column of a split; returns {name: kind} for the cache's meta.json."""
     kinds = {}

@@ -20,6 +20,7 @@ from launcher.train.objectives.store import Ragged
 class TokenClassification(Objective):
     name = "token_cls"
     auto_class = "AutoModelForTokenClassification"
+    shifted_labels = False
 
     def needed_columns(self, kind):
         cols = self.data.columns
@@ -79,7 +80,7 @@ class TokenClassification(Objective):
         for i, gold_row, pred_row in zip(indices, labels, predicted):
             keep = gold_row != IGNORE
             rows.append((int(i), (pred_row[keep].tolist(), gold_row[keep].tolist())))
-        count = int((labels != IGNORE).sum())
+        count = self.loss_items(batch)
         return EvalOutput({"loss_sum": output.loss.item() * count, "loss_count": count}, rows)
 
     def metrics(self, sums, predictions, columns):

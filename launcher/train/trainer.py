@@ -1,0 +1,336 @@
+"""The Trainer: set-up, one step, the evaluation and save cadence, stop handling and close, each one method.
+
+The loss of a step is the mean over every target token of the global batch (for the per-example
+objectives seq_cls and qa, over every example): each micro batch's mean loss is weighted by its share
+of the step's targets, counted across micro batches and ranks before the first backward. So micro
+batch size, accumulation, world size and packing change the speed, never the model. (transformers'
+`num_items_in_batch` does the same inside the models that honour it; BERT's and T5's heads ignore it
+and take their own mean, so the weighting is done here, the same way for every model.)
+
+Resumes by itself from the newest complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from launcher.checkpoints import latest_complete
+from launcher.recipe.changes import training_hash
+from launcher.recipe.schema import Recipe
+from launcher.rundir import RunDir, write_text_atomic
+from launcher.train import checkpoint
+from launcher.train.distributed import Dist, sum_all
+from launcher.train.engines import build_engine
+from launcher.train.evaluation.best import BestTracker, Verdict
+from launcher.train.evaluation.during_training import TrainingEvaluator
+from launcher.train.methods import Method
+from launcher.train.metrics import Metrics
+from launcher.train.model import build_model
+from launcher.train.objectives import build_objective
+from launcher.train.objectives.base import to_device
+from launcher.train.prepare import prepare_on_rank0
+from launcher.train.progress import TrainProgress
+from launcher.train.sample_log import SampleLog
+from launcher.train.sampling import GlobalOrder, micro_batch_start
+from launcher.train.stop import StopRequest
+
+FAIL_AT_STEP = "LLAUNCH_FAIL_AT_STEP"  # tests: "N" or "N:RANK" raises inside step N on that rank (default 0)
+
+
+class Trainer:
+    def __init__(self, run: RunDir, d: Dist, log):
+        self.rundir, self.d, self.log = run, d, log
+        self.recipe = recipe = _recipe_for(run, d, log)
+        self.stop = StopRequest(run.stop_file, d.is_main)
+        torch.manual_seed(recipe.train.seed + d.rank)
+        self.prepared = prepare_on_rank0(recipe, d, log)
+        self.tokenizer = self.prepared.tokenizer
+        if d.is_main and not run.tokenizer.exists():
+            self.tokenizer.save_pretrained(run.tokenizer)
+        self.objective = build_objective(recipe, self.tokenizer, self.prepared.labels)
+        if d.is_main:
+            write_objective(run.path, recipe, self.prepared.labels)
+        self.method = Method(recipe)
+        model = build_model(recipe, self.tokenizer, self.objective.head_config(), self.method)
+        self.engine = build_engine(recipe, model, self.method, d)
+        self.train_data = self.prepared.split("train")
+        self.order = GlobalOrder(self.objective.size(self.train_data), recipe.train.seed)
+        self.state = self._resume()
+        self._agreement = _StepAgreement(self.stop, d)
+        self._fail_at = _injected_failure(d.rank)
+        self.metrics = self.progress = self.checkpointer = self.sample_log = None  # opened by run()
+
+    def _resume(self) -> checkpoint.TrainerState:
+        """The newest complete checkpoint's state (or a fresh one), with what changed since it said in the log."""
+        current = checkpoint.TrainerState(world_size=self.d.world_size, global_batch_size=self.recipe.global_batch_size,
+                                          recipe_hash=training_hash(self.recipe))
+        if self.d.is_main:
+            checkpoint.clean_incomplete(self.rundir.checkpoints)
+        dist.barrier()
+        found = latest_complete(self.rundir.checkpoints)
+        if not found:
+            return current
+        state = checkpoint.load(self.engine, found[1], self.d)
+        self.log(f"resumed from {found[1]} (step {state.step}, {state.consumed_samples} samples consumed)")
+        for note in checkpoint.resume_differences(state, current):
+            self.log(f"resume: {note}")
+        state.world_size, state.global_batch_size, state.recipe_hash = (
+            current.world_size, current.global_batch_size, current.recipe_hash)
+        return state
+
+    # ---- the run ----
+    def run(self) -> dict:
+        """Train to max_steps (or an early stop, or a stop request); close whatever happens; then export."""
+        failed = True
+        try:
+            self._open()
+            result = self._train()
+            failed = False
+        finally:
+            self._close(failed)
+        if result["status"] == "completed" and self.recipe.output.export:
+            self.engine.export(self.rundir.export, self.tokenizer, self.d.is_main)  # collective: sharded engines gather
+            if self.d.is_main:
+                write_objective(self.rundir.export, self.recipe, self.prepared.labels)
+            result["export"] = str(self.rundir.export)
+        return result
+
+    def _open(self) -> None:
+        r, d, run = self.recipe, self.d, self.rundir
+        self.metrics = Metrics(run.metrics, run.tensorboard if r.logging.tensorboard else None, d.is_main)
+        self.progress = TrainProgress(r.train.max_steps, self.state.step, r.logging.progress, d.is_main)
+        eval_data = self.prepared.split("eval") if self.prepared.has_eval else None
+        self.evaluate = TrainingEvaluator(self.engine, self.objective, eval_data, r, d, self.metrics, self.progress,
+                                          BestTracker(r, self.state))
+        self.checkpointer = checkpoint.Checkpointer(self.engine, run.checkpoints, r.checkpoint.keep_last,
+                                                    r.checkpoint.async_, d)
+        self.sample_log = SampleLog(run, d) if r.logging.sample_ids else None
+        self.window = _Window(d.device)
+
+    def _train(self) -> dict:
+        if self.state.step == 0 and self.recipe.eval.at_start:
+            self.evaluate(0)
+        self.engine.model.train()  # once: evaluation puts back the mode it found (a module walk per step was 0.6%)
+        while self.state.step < self.recipe.train.max_steps:
+            if not self._step():
+                return self._stopped()
+            self._log_if_due()
+            verdict = self._evaluate_if_due()
+            self._save_if_due(verdict)
+            if verdict.stop:
+                self.progress.message(f"early stopping at step {self.state.step}: {verdict.reason}")
+                break
+        return self._completed()
+
+    def _step(self) -> bool:
+        """One optimizer step over the global batch; False (nothing trained) once the ranks agreed to stop."""
+        s, r, d, engine = self.state, self.recipe, self.d, self.engine
+        if self._agreement.stop_agreed():
+            return False
+        if self.method.begin_step(s.step):
+            engine.trainable_changed()
+        accum = r.grad_accum
+        batches = [self._micro_batch(m) for m in range(accum)]
+        counts = [self.objective.loss_items(batch) for batch in batches]
+        self._agreement.start(sum(counts))
+        step_loss = torch.zeros((), device=d.device)
+        for m, (batch, count) in enumerate(zip(batches, counts)):
+            with engine.accumulating(m == accum - 1):
+                loss = engine.model(**to_device(batch, d.device)).loss
+                if self._fail_at == s.step + 1:
+                    raise RuntimeError(f"failure injected in step {s.step + 1} on rank {d.rank} ({FAIL_AT_STEP})")
+                # this micro batch's share of the step's targets; x world: the engines average gradients over ranks
+                weight = count * d.world_size / self._agreement.total()
+                weighted = (loss if count else loss.nan_to_num(0.0)) * weight  # no targets: mean is 0/0
+                engine.backward(weighted)
+            step_loss += weighted.detach()
+        grad_norm = engine.step()
+        s.step += 1
+        s.consumed_samples += r.global_batch_size
+        self.window.add(step_loss, grad_norm, batches)
+        return True
+
+    def _micro_batch(self, m: int) -> dict:
+        s, r, d = self.state, self.recipe, self.d
+        micro = r.train.micro_batch_size
+        start = micro_batch_start(s.consumed_samples, m, micro, d.world_size, d.rank)
+        indices = self.order.indices(start, micro)
+        if self.sample_log:
+            self.sample_log.write(s.step + 1, indices)
+        positions = np.arange(start, start + micro)  # sample positions: seeds for any randomness (MLM masks)
+        return self.objective.train_batch(self.train_data, indices, positions)
+
+    # ---- cadence ----
+    def _log_if_due(self) -> None:
+        s, r = self.state, self.recipe
+        if s.step % r.train.log_every and s.step != r.train.max_steps:
+            return
+        w, engine = self.window, self.engine
+        loss_sum, tokens, slots = sum_all([w.loss.item() / w.steps, w.tokens, w.slots], self.d.device)
+        loss, tokens_per_s = loss_sum / self.d.world_size, tokens / max(time.time() - w.start, 1e-9)
+        self.metrics.log("train", s.step, loss=loss, lr=engine.lr(), grad_norm=float(w.grad_norm),
+                         tokens_per_s=tokens_per_s, nonpad_fraction=tokens / max(slots, 1),
+                         consumed_samples=s.consumed_samples)
+        self.progress.update(s.step, loss, engine.lr(), tokens_per_s)
+        self.window = _Window(self.d.device)
+
+    def _evaluate_if_due(self) -> Verdict:
+        step, r = self.state.step, self.recipe
+        if step == r.train.max_steps or (r.eval.every and step % r.eval.every == 0):
+            with self.window.paused():
+                return self.evaluate(step)
+        return Verdict(False, False)
+
+    def _save_if_due(self, verdict: Verdict) -> None:
+        step, r = self.state.step, self.recipe
+        with self.window.paused():  # checkpointing does not count against tokens/s
+            self.checkpointer.poll()
+            if (step == r.train.max_steps or verdict.stop or verdict.new_best
+                    or (r.checkpoint.every and step % r.checkpoint.every == 0)):
+                self.checkpointer.save(self.state, best=verdict.new_best)
+
+    # ---- endings ----
+    def _stopped(self) -> dict:
+        if self.checkpointer.last_step != self.state.step:
+            self.checkpointer.save(self.state)
+        self.checkpointer.wait()
+        self.log(f"stopped on request at step {self.state.step}; checkpoint saved, "
+                 f"`llaunch resume {self.rundir.path}` continues")
+        return {"status": "interrupted", "step": self.state.step}
+
+    def _completed(self) -> dict:
+        self.checkpointer.wait()
+        s = self.state
+        result = {"status": "completed", "step": s.step}
+        if s.best_step is not None:
+            result.update(best_step=s.best_step, best_metric=self.recipe.eval.metric, best_value=s.best_value)
+        if s.step < self.recipe.train.max_steps:
+            result["early_stopped"] = True
+        return result
+
+    def _close(self, failed: bool) -> None:
+        """Every ending passes here once. After a failure nothing collective runs: the other ranks may be gone."""
+        self._agreement.settle(failed)
+        if self.checkpointer:
+            if failed:
+                self.checkpointer.abandon()
+            else:
+                self.checkpointer.wait()
+        for part in (self.progress, self.metrics, self.sample_log):
+            if part:
+                part.close()
+
+
+@dataclass
+class _Window:
+    """What the next log line reports: loss and tokens since the last one, timed without eval and saves."""
+
+    device: torch.device
+    loss: torch.Tensor = None
+    steps: int = 0
+    tokens: int = 0  # real tokens fed to the model
+    slots: int = 0  # token slots, padding included
+    grad_norm: torch.Tensor | float = 0.0
+    start: float = field(default_factory=time.time)
+
+    def __post_init__(self):
+        self.loss = torch.zeros((), device=self.device)
+
+    def add(self, step_loss: torch.Tensor, grad_norm, batches: list[dict]) -> None:
+        self.loss += step_loss
+        self.steps += 1
+        self.grad_norm = grad_norm  # a device tensor: read only when logged
+        for batch in batches:  # the host copies: no device sync
+            self.slots += batch["input_ids"].numel()
+            mask = batch.get("attention_mask")
+            self.tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+
+    def paused(self):
+        return _Paused(self)
+
+
+class _Paused:
+    def __init__(self, window: _Window):
+        self.window = window
+
+    def __enter__(self):
+        self.began = time.time()
+
+    def __exit__(self, *exc):
+        self.window.start += time.time() - self.began
+
+
+class _StepAgreement:
+    """The one collective of a step beside the engine's: the step's target count and any stop request.
+
+    Started before the first forward and waited for before the first backward, so its latency hides behind
+    the forward. The count stays on the device (no sync); the stop flag is read one step later, when its
+    all-reduce has long finished, so all ranks stop at the same step, one after the request.
+    """
+
+    def __init__(self, stop: StopRequest, d: Dist):
+        self.stop, self.d = stop, d
+        self._values: torch.Tensor | None = None
+        self._work = None
+
+    def start(self, count: int) -> None:
+        self._values = torch.tensor([count, int(self.stop.requested)], dtype=torch.int64, device=self.d.device)
+        self._work = dist.all_reduce(self._values, async_op=True) if self.d.world_size > 1 else None
+
+    def total(self) -> torch.Tensor:
+        if self._work is not None:
+            self._work.wait()
+            self._work = None
+        return self._values[0].clamp(min=1)
+
+    def stop_agreed(self) -> bool:
+        if self._values is None:
+            return False
+        self.total()
+        return bool(self._values[1].item())
+
+    def settle(self, failed: bool) -> None:
+        """Finish the all-reduce in flight before the collectives that follow the loop (none after a failure)."""
+        if not failed and self._values is not None:
+            self.total()
+
+
+def _recipe_for(run: RunDir, d: Dist, log) -> Recipe:
+    recipe = run.load_recipe()
+    if d.world_size == recipe.world_size:
+        return recipe
+    # an elastic start (resources.min_nodes) with fewer nodes than asked: the same global batch from more
+    # accumulation (an error naming the values if it cannot be kept), so the data order holds
+    recipe = run.load_recipe([f"resources.nodes={d.world_size // recipe.resources.procs_per_node}"])
+    log(f"{d.world_size} processes joined (resources.nodes={recipe.resources.nodes}): "
+        f"grad_accum {recipe.grad_accum}, global batch {recipe.global_batch_size}")
+    return recipe
+
+
+def _injected_failure(rank: int) -> int | None:
+    """The step at which this rank raises, from LLAUNCH_FAIL_AT_STEP (tests of the failure path)."""
+    value = os.environ.get(FAIL_AT_STEP)
+    if not value:
+        return None
+    step, _, on_rank = value.partition(":")
+    if int(on_rank or 0) != rank:
+        return None
+    return int(step)
+
+
+
+def write_objective(directory: Path, recipe: Recipe, labels: list[str] | None) -> None:
+    """objective.json: what `llaunch eval` and `llaunch export` need to rebuild the task (head labels, columns)."""
+    data = recipe.data.model_dump(mode="json", exclude={"train", "eval", "eval_fraction"})
+    payload = {"objective": recipe.objective, "labels": labels, "data": data,
+               "eval": {"max_new_tokens": recipe.eval.max_new_tokens}}
+    directory.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(directory / "objective.json", json.dumps(payload, indent=1) + "\n")
