@@ -126,6 +126,15 @@ def test_cli_bad_input_is_one_line_exit_2_and_no_run_dir(tmp_path, out_dir, case
     assert run_dirs(out_dir) == []
 
 
+def test_validate_checks_that_data_files_exist_and_plan_does_not(tmp_path):
+    missing = tmp_path / "missing.txt"
+    for key in ("data.train", "data.eval"):
+        result = llaunch("validate", str(QUICKSTART), f"{key}={missing}")
+        assert (result.returncode, result.stderr) == (2, f"error: {key}: file {missing} not found\n")
+    result = llaunch("plan", str(QUICKSTART), f"data.train={missing}")  # a cluster's disks may hold it
+    assert result.returncode == 0, result.stderr
+
+
 def test_schema_command_prints_json_schema():
     result = llaunch("schema")
     schema = json.loads(result.stdout)
