@@ -99,7 +99,13 @@ class DataSpec(Section):
     chat_template: Literal["tokenizer", "chatml", "plain"] = Field(
         "tokenizer", description="sft: the tokenizer's own chat template (chatml if it has none), chatml, or plain."
     )
-    chat_template_file: str | None = Field(None, description="sft: a Jinja chat template file (wins over chat_template).")
+    chat_template_file: str | None = Field(
+        None, description="sft: a Jinja chat template file (wins over chat_template); it renders alpaca rows too."
+    )
+    alpaca_separator: str = Field(
+        "\n\n", description="sft alpaca rows: the text between instruction and a non-empty input in the user turn "
+        "(LLaMA-Factory joins them with a newline).",
+    )
     packing: bool = Field(
         False,
         description="sft: each micro batch is one padding-free row; attention stays inside each example and "

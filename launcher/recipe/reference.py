@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 
@@ -38,9 +39,16 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         if field.default is PydanticUndefined and field.default_factory is None:
             default = "**required**"
         else:
-            default = f"`{field.default_factory() if field.default_factory else field.default}`"
+            default = _default_text(field.default_factory() if field.default_factory else field.default)
         rows.append(f"| `{key}` | {_type_name(field.annotation)} | {default} | {field.description or ''} |")
     return rows
+
+
+def _default_text(value) -> str:
+    """`value`; a string holding newlines or tabs as a quoted literal ("\\n\\n"), which a table cell can hold."""
+    if isinstance(value, str) and not value.isprintable():
+        return f"`{json.dumps(value)}`"
+    return f"`{value}`"
 
 
 def markdown_reference() -> str:

@@ -84,11 +84,12 @@ def turn_end_id(tokenizer, template: str) -> int | None:
     """The special token the template closes an assistant turn with (EOS, ChatML's `<|im_end|>`, Llama 3's
     `<|eot_id|>`), or None when it closes turns with ordinary text (plain) or nothing.
 
-    Found by rendering a one-turn probe conversation: the last special token of its reply segment. Reply
-    text holds none of its own (an unknown character becomes UNK, which is never a turn end).
+    Found by rendering a one-turn probe conversation: the last special token of its reply segment (one the
+    vocabulary marks special, as `<|im_end|>` is in Qwen's). Reply text holds none of its own (an unknown
+    character becomes UNK, which is never a turn end).
     """
     probe = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "a"}]
     reply = "".join(text for text, trainable in segments(tokenizer, template, probe) if trainable)
-    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    special = {i for i, token in tokenizer.added_tokens_decoder.items() if token.special} - {tokenizer.unk_token_id}
     ends = [i for i in tokenizer(reply, add_special_tokens=False)["input_ids"] if i in special]
     return ends[-1] if ends else None
