@@ -20,14 +20,14 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_plan(args) -> int:
-    from launcher.plan import make_plan
+    from pathlib import Path
+
+    from launcher.backends.base import backend_for
     from launcher.plan.describe import describe
     from launcher.recipe import load_recipe
 
-    from pathlib import Path
-
     recipe = load_recipe(args.recipe, args.overrides + _where(args))
-    plan = make_plan(recipe, str(Path(recipe.output.dir).resolve() / f"{recipe.name}-<stamp>"))
+    plan = backend_for(recipe).dryrun(recipe, str(Path(recipe.output.dir).resolve() / f"{recipe.name}-<stamp>"))
     print(plan.to_json() if args.json else describe(args.recipe, recipe, plan))
     return 0
 
@@ -90,19 +90,20 @@ def _cmd_submit(args) -> int:
 
 
 def _cmd_status(args) -> int:
-    from launcher.backends.status import find_runs, run_status, table
+    from launcher.backends.status import run_status, table
     from launcher.rundir import RunDir
 
-    runs = [RunDir.open(path) for path in args.run_dirs] or find_runs(args.dir)
+    runs = [RunDir.open(path) for path in args.run_dirs] or RunDir.find(args.dir)
     rows = [run_status(run) for run in runs]
     print(json.dumps(rows, indent=1) if args.json else table(rows))
     return 0
 
 
 def _cmd_ls(args) -> int:
-    from launcher.backends.status import find_runs, run_status, table
+    from launcher.backends.status import run_status, table
+    from launcher.rundir import RunDir
 
-    print(table([run_status(run, ask_scheduler=False) for run in find_runs(args.dir)]))
+    print(table([run_status(run, ask_scheduler=False) for run in RunDir.find(args.dir)]))
     return 0
 
 
@@ -115,17 +116,11 @@ def _cmd_logs(args) -> int:
 
 
 def _cmd_cancel(args) -> int:
-    from launcher.backends import slurm
+    from launcher.backends.base import backend_for
     from launcher.rundir import RunDir
 
     run = RunDir.open(args.run_dir)
-    jobs = slurm.job_ids(run)
-    if jobs:
-        slurm.cancel(jobs[-1])
-        print(f"cancelled job {jobs[-1]} ({run.path})")
-    else:
-        run.stop_file.touch()
-        print(f"asked the workers of {run.path} to stop: they checkpoint at the next step and exit")
+    print(backend_for(run).cancel(run))
     return 0
 
 
@@ -223,6 +218,8 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from launcher.recipe.objectives import OBJECTIVE_NAMES
+
     parser = _OneLineParser(prog="llaunch", description="Train LLMs from one recipe, laptop to cluster.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -284,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="without --data: which of the run's splits (default eval)")
     evaluate.add_argument("--step", type=int, help="a run's checkpoint step (default: the newest complete one)")
     evaluate.add_argument("--best", action="store_true", help="a run's checkpoint marked BEST")
-    evaluate.add_argument("--objective", choices=["clm", "mlm", "sft", "seq_cls", "token_cls", "qa", "seq2seq"],
+    evaluate.add_argument("--objective", choices=OBJECTIVE_NAMES,
                           help="for a model directory without objective.json")
     evaluate.add_argument("--batch-size", type=int, default=16, metavar="N", help="examples per forward (16)")
     evaluate.add_argument("--max-batches", type=int, metavar="N", help="stop after N batches")

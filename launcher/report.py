@@ -1,19 +1,13 @@
-"""`llaunch report RUN_DIR`: curves of loss, eval metrics, learning rate and throughput from
-metrics.jsonl as one PNG, and a short summary of the run. No torch."""
+"""What a run did: `llaunch report RUN_DIR` draws loss, eval metrics, learning rate and throughput from
+metrics.jsonl as one PNG and prints the run's summary, which `llaunch run` prints when a run ends. No torch."""
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
-from launcher.checkpoints import complete_checkpoints
-from launcher.rundir import RunDir
-
-
-def _rows(run: RunDir) -> list[dict]:
-    if not run.metrics.exists():
-        return []
-    return [json.loads(line) for line in run.metrics.read_text().splitlines() if line.strip()]
+from launcher.checkpoints import best_checkpoint, complete_checkpoints
+from launcher.rundir import RunDir, display_path
 
 
 def _series(rows: list[dict], kind: str, key: str) -> tuple[list[int], list[float]]:
@@ -29,7 +23,7 @@ def render(run: RunDir, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = _rows(run)
+    rows = run.read_metrics()
     eval_keys = sorted({k for row in rows if row["kind"] == "eval" for k in row} - {"kind", "step", "time", "loss"})
     panels = [("loss", [("train", "loss"), ("eval", "loss")]), ("learning rate", [("train", "lr")]),
               ("tokens / s", [("train", "tokens_per_s")])]
@@ -55,24 +49,56 @@ def render(run: RunDir, out: Path) -> Path:
     return out
 
 
-def summary(run: RunDir) -> str:
-    rows = _rows(run)
+def summary(run: RunDir, seconds: float | None = None, code: int | None = None) -> str:
+    """What a run did, from its run dir: printed by `llaunch report`, and at the end of `llaunch run`
+    (then headed by the wall time and exit code of that start)."""
     recipe = run.load_recipe()
-    result = run.read_result() or {}
+    result = run.read_result()
+    rows = run.read_metrics()
     train = [row for row in rows if row["kind"] == "train"]
     evals = [row for row in rows if row["kind"] == "eval"]
-    lines = [f"run        {run.path}", f"status     {result.get('status', 'unknown (running or crashed)')}"
-             f" at step {result.get('step', train[-1]['step'] if train else 0)}/{recipe.train.max_steps}"]
+    rel = display_path(run.path)
+    step = result.step if result and result.step is not None else (train[-1]["step"] if train else 0)
+    if seconds is None:
+        status = result.status if result else "unknown (running or crashed)"
+        lines = [f"{'status':<10} {status} at step {step}/{recipe.train.max_steps}"]
+    else:
+        status = result.status if result else "failed"
+        lines = ["", f"run {status} at step {step}/{recipe.train.max_steps} "
+                 f"in {int(seconds // 60)}m{int(seconds % 60):02d}s (exit code {code})"]
+    lines.append(f"{'run dir':<10} {rel}")
     if train:
         minutes = (train[-1]["time"] - rows[0]["time"]) / 60
         tokens = train[-1].get("consumed_samples", 0) * recipe.data.seq_len
-        lines.append(f"time       {minutes:.1f} min logged; {tokens:,} tokens seen; last loss {train[-1]['loss']:.4f}")
+        lines.append(f"{'time':<10} {minutes:.1f} min logged; {tokens:,} tokens seen; last loss {train[-1]['loss']:.4f}")
     if evals:
-        last = {k: v for k, v in evals[-1].items() if k not in ("kind", "time")}
+        first, last = evals[0], evals[-1]
+        ppl = f", perplexity {math.exp(min(last['loss'], 50)):.2f}" if "perplexity" in last else ""
+        lines.append(f"{'eval loss':<10} {first['loss']:.4f} (step {first['step']}) -> {last['loss']:.4f} "
+                     f"(step {last['step']}{ppl})")
+        metric = recipe.eval.metric
+        if metric and metric not in ("loss", "perplexity") and metric in last:
+            best = f"; best {result.best_value:.4f} at step {result.best_step}" if result and result.best_step is not None else ""
+            lines.append(f"eval {metric} {first[metric]:.4f} (step {first['step']}) -> {last[metric]:.4f} "
+                         f"(step {last['step']}{best})")
+        final = {k: v for k, v in last.items() if k not in ("kind", "time")}
         lines.append("final eval " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                              for k, v in last.items()))
-    complete = complete_checkpoints(run.checkpoints)
-    best = [path for _, path in complete if (path / "BEST").exists()]
-    if complete:
-        lines.append(f"checkpoint newest complete {complete[-1][1].name}" + (f"; best {best[-1].name}" if best else ""))
+                                              for k, v in final.items()))
+    if result and result.early_stopped:
+        lines.append(f"stopped early: {recipe.early_stopping.metric} stopped improving (early_stopping)")
+    checkpoints = complete_checkpoints(run.checkpoints)
+    if checkpoints:
+        lines.append(f"{'checkpoint':<10} {display_path(checkpoints[-1][1])} (newest complete of {len(checkpoints)})")
+        best_found = best_checkpoint(run.checkpoints)
+        if best_found:
+            lines.append(f"{'best':<10} {display_path(best_found[1])} (by eval.metric {recipe.eval.metric}; "
+                         f"llaunch export {rel} --best)")
+    if result and result.export:
+        lines.append(f"{'export':<10} {display_path(result.export)} (transformers from_pretrained)")
+    lines.append(f"{'metrics':<10} {display_path(run.metrics)}")
+    if recipe.logging.tensorboard:
+        lines.append(f"{'tensorboard':<10} tensorboard --logdir {display_path(run.tensorboard)}")
+    lines.append(f"{'logs':<10} {display_path(run.logs)}")
+    if status != "completed":
+        lines.append(f"continue with: llaunch resume {rel}")
     return "\n".join(lines)

@@ -1,4 +1,7 @@
-"""Run a plan on this machine: the worker processes inherit the terminal so rank 0 can draw progress."""
+"""local, torchrun and deepspeed: the plan's launch command runs on this machine, and llaunch waits for it.
+
+The worker processes inherit the terminal so rank 0 can draw progress.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,21 @@ import os
 import signal
 import subprocess
 
+from launcher.backends.base import Backend
 from launcher.plan.launch_plan import LaunchPlan
+from launcher.rundir import RunDir
+
+
+class LocalBackend(Backend):
+    def launch(self, run: RunDir, plan: LaunchPlan) -> int:
+        run.stop_file.unlink(missing_ok=True)
+        run.result_file.unlink(missing_ok=True)  # a result from an earlier start must not stand for this one
+        print(f"run dir: {run.path}")
+        if plan.nodes > 1 and plan.launcher == "torchrun":
+            print(f"this is one of {plan.nodes} nodes: start the same on each other node with "
+                  f"`llaunch resume {run.path}` (or bash {run.launch_script})")
+        print(f"$ {plan.commands[0].shell()}", flush=True)
+        return execute(plan)
 
 
 def execute(plan: LaunchPlan) -> int:

@@ -1,4 +1,4 @@
-"""Talk to SLURM: sbatch, a job's state (squeue, then sacct, then scontrol), scancel. No torch.
+"""The SLURM backend: sbatch, a job's state (squeue, then sacct, then scontrol), its logs, scancel. No torch.
 
 The run dir records its job ids (slurm.json, newest last): a requeued job keeps its id, a resubmitted
 run (`llaunch resume`) gets a new one. Clusters without accounting answer sacct with an error; then
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher.backends.base import Backend, RunState
 from launcher.errors import UserError
 from launcher.plan.launch_plan import LaunchPlan
-from launcher.rundir import RunDir, write_text_atomic
+from launcher.rundir import RunDir, display_path, write_text_atomic
 
-JOBS_FILE = "slurm.json"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
             "PREEMPTED"}
 
@@ -25,9 +26,7 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 @dataclass(frozen=True)
 class JobState:
     state: str  # SLURM's word: PENDING, RUNNING, REQUEUED, COMPLETED, FAILED, CANCELLED, ... or UNKNOWN
-    nodes: str = ""
     reason: str = ""
-    source: str = ""  # which command answered
 
     @property
     def finished(self) -> bool:
@@ -40,6 +39,54 @@ def _call(argv: list[str], timeout: float = 20) -> subprocess.CompletedProcess |
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except (FileNotFoundError, subprocess.TimeoutExpired):
         return None
+
+
+class SlurmBackend(Backend):
+    queued = True
+
+    def check_here(self) -> None:
+        if not shutil.which("sbatch"):
+            raise UserError("sbatch not found: llaunch submit runs on a SLURM login node "
+                            "(llaunch plan --on slurm shows the job script)")
+
+    def launch(self, run: RunDir, plan: LaunchPlan) -> None:
+        job = submit(plan)
+        record_job(run, job)
+        rel = display_path(run.path)
+        print(f"run dir: {rel}")
+        print(f"submitted job {job} ({plan.nodes} node(s) x {plan.procs_per_node} process(es)); "
+              f"follow it with: llaunch status {rel}; llaunch logs -f {rel}")
+
+    def status(self, run: RunDir, ask_scheduler: bool = True) -> RunState:
+        jobs = job_ids(run)
+        if not jobs:
+            return super().status(run)
+        restarts = max(0, len(restart_logs(run, jobs[-1])) - 1)
+        if ask_scheduler:
+            job = query(jobs[-1])
+            live = not job.finished and job.state != "UNKNOWN"
+            return RunState(job.state, jobs[-1], job.reason, restarts, finished=job.finished, queued=live)
+        ended = super().status(run)
+        state = ended.state if ended.finished else "SUBMITTED"
+        return RunState(state, jobs[-1], restarts=restarts, finished=ended.finished)
+
+    def log_files(self, run: RunDir) -> list[Path]:
+        """Per job, the batch script's log then each start's worker output."""
+        jobs = job_ids(run)
+        if not jobs:
+            return super().log_files(run)
+        files: list[Path] = []
+        for job in jobs:
+            batch = run.logs / f"slurm-{job}.out"
+            files += ([batch] if batch.exists() else []) + restart_logs(run, job)
+        return files
+
+    def cancel(self, run: RunDir) -> str:
+        jobs = job_ids(run)
+        if not jobs:
+            return super().cancel(run)
+        cancel(jobs[-1])
+        return f"cancelled job {jobs[-1]} ({run.path})"
 
 
 def submit(plan: LaunchPlan) -> str:
@@ -59,31 +106,28 @@ def submit(plan: LaunchPlan) -> str:
 
 def record_job(run: RunDir, job_id: str) -> None:
     jobs = [*job_ids(run), job_id]
-    write_text_atomic(run.path / JOBS_FILE, json.dumps({"jobs": jobs}, indent=1) + "\n")
+    write_text_atomic(run.jobs_file, json.dumps({"jobs": jobs}, indent=1) + "\n")
 
 
 def job_ids(run: RunDir) -> list[str]:
-    path = run.path / JOBS_FILE
-    return json.loads(path.read_text())["jobs"] if path.exists() else []
+    return json.loads(run.jobs_file.read_text())["jobs"] if run.jobs_file.exists() else []
 
 
 def query(job_id: str) -> JobState:
     """The job's state from squeue, else sacct (needs accounting), else scontrol."""
-    done = _call(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T|%D|%r"])
+    done = _call(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T|%r"])
     if done is not None and done.returncode == 0 and done.stdout.strip():
-        state, nodes, reason = (done.stdout.strip().splitlines()[0].split("|") + ["", ""])[:3]
-        return JobState(state, nodes, "" if reason == "None" else reason, "squeue")
-    done = _call(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State,NNodes"])
+        state, reason = (done.stdout.strip().splitlines()[0].split("|") + [""])[:2]
+        return JobState(state, "" if reason == "None" else reason)
+    done = _call(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"])
     if done is not None and done.returncode == 0 and done.stdout.strip():
-        state, nodes = (done.stdout.strip().splitlines()[-1].split("|") + [""])[:2]
-        return JobState(state.split()[0], nodes, "", "sacct")  # "CANCELLED by 0" -> CANCELLED
+        return JobState(done.stdout.strip().splitlines()[-1].split()[0])  # "CANCELLED by 0" -> CANCELLED
     done = _call(["scontrol", "show", "job", "-o", job_id])
     if done is not None and done.returncode == 0 and done.stdout.strip():
         fields = dict(re.findall(r"(\w+)=(\S*)", done.stdout))
         reason = fields.get("Reason", "")
-        return JobState(fields.get("JobState", "UNKNOWN"), fields.get("NumNodes", ""),
-                        "" if reason == "None" else reason, "scontrol")
-    return JobState("UNKNOWN", source="none")
+        return JobState(fields.get("JobState", "UNKNOWN"), "" if reason == "None" else reason)
+    return JobState("UNKNOWN")
 
 
 def cancel(job_id: str) -> None:

@@ -1,20 +1,11 @@
-"""What each objective reports and needs, as plain data the schema checks against (no torch).
+"""The objectives and what each reports, as plain data the schema and the CLI check against (no torch).
 
-The worker-side implementations live in launcher/train/objectives/; this table is what a recipe may
-name in `eval.metric` and `early_stopping.metric`, and which way each metric is better.
+The worker-side implementations live in launcher/train/objectives/; this table is the objectives a
+recipe may name, the metrics it may name in `eval.metric` and `early_stopping.metric`, and which way
+each metric is better.
 """
 
 from __future__ import annotations
-
-OBJECTIVES: dict[str, str] = {
-    "clm": "causal language modelling (pretraining or continued pretraining on text)",
-    "mlm": "masked language modelling, BERT-style 15% masking (80/10/10), optional whole-word masking",
-    "sft": "instruction tuning on alpaca or chat rows; loss on response tokens only; optional packing",
-    "seq_cls": "sequence classification (single- or multi-label) with a head on an encoder or decoder",
-    "token_cls": "token classification (NER, BIO tags) with labels aligned to sub-word tokens",
-    "qa": "extractive question answering (start/end spans; long contexts split with a stride)",
-    "seq2seq": "encoder-decoder generation (translation, summarisation), generated at eval time",
-}
 
 METRICS: dict[str, tuple[str, ...]] = {
     "clm": ("loss", "perplexity"),
@@ -26,6 +17,8 @@ METRICS: dict[str, tuple[str, ...]] = {
     "qa": ("loss", "exact_match", "f1"),
     "seq2seq": ("loss", "bleu", "rouge1", "rouge2", "rougeL"),
 }
+
+OBJECTIVE_NAMES = tuple(METRICS)
 
 LOWER_IS_BETTER = frozenset({"loss", "perplexity"})
 

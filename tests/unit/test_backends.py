@@ -1,14 +1,15 @@
-"""status, ls, logs and cancel on run dirs (no scheduler needed), and the light commands' import budget."""
+"""status, ls, logs and cancel on run dirs of either backend (no scheduler needed), and the light commands' import
+budget."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from launcher.backends.status import last_train_row
 from launcher.cli import main
 from launcher.recipe import load_recipe
 from launcher.rundir import RunDir
@@ -67,7 +68,40 @@ def test_cancel_of_a_local_run_asks_the_workers_to_stop(run, capsys):
 
 
 def test_last_train_row_skips_eval_and_half_written_lines(run):
-    assert last_train_row(run)["step"] == 30
+    assert run.last_train_row()["step"] == 30
+
+
+@pytest.fixture
+def slurm_run(tmp_path) -> RunDir:
+    """A run dir as `llaunch submit` leaves it, resubmitted once by `llaunch resume`; job 8 started twice."""
+    run = RunDir.create(load_recipe(QUICKSTART, [f"output.dir={tmp_path}", "resources.launcher=slurm"]))
+    run.jobs_file.write_text('{"jobs": ["7", "8"]}')
+    for name, text in (("slurm-7.out", "job 7\n"), ("slurm-7-restart-0.out", "7 worker\n"), ("slurm-8.out", "job 8\n"),
+                       ("slurm-8-restart-1.out", "8 second\n"), ("slurm-8-restart-0.out", "8 first\n")):
+        (run.logs / name).write_text(text)
+    return run
+
+
+def test_a_slurm_run_shows_its_newest_job_without_asking_the_scheduler(slurm_run, capsys):
+    assert main(["ls", str(slurm_run.path.parent)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[1:3] == ["SUBMITTED", "8"]
+    slurm_run.result_file.write_text('{"status": "completed", "step": 200}')
+    assert main(["ls", str(slurm_run.path.parent)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[1:] == ["COMPLETED", "8", "1x2", "0/200", "-", "-", "1"]
+
+
+def test_logs_of_a_slurm_run_follow_its_jobs_and_starts(slurm_run, capsys):
+    assert main(["logs", str(slurm_run.path)]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if not line.startswith("==>")] == [
+        "job 7", "7 worker", "job 8", "8 first", "8 second"]
+
+
+@pytest.mark.skipif(shutil.which("scancel") is not None, reason="a real scancel is here (the slurm tier tests it)")
+def test_cancel_of_a_slurm_run_without_scancel_is_one_line(slurm_run, capsys):
+    assert main(["cancel", str(slurm_run.path)]) == 2
+    assert capsys.readouterr().err.startswith("error: could not cancel job 8: scancel not found")
+    assert not slurm_run.stop_file.exists()
 
 
 def test_commands_on_something_that_is_not_a_run_dir_are_user_errors(tmp_path, capsys):
