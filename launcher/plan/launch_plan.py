@@ -31,10 +31,6 @@ class LaunchPlan:
     files: dict[str, str] = field(default_factory=dict)
 
     @property
-    def world_size(self) -> int:
-        return self.nodes * self.procs_per_node
-
-    @property
     def script_name(self) -> str:
         """The file that starts the run by hand: job.sbatch for SLURM, else launch.sh."""
         return "job.sbatch" if "job.sbatch" in self.files else "launch.sh"

@@ -7,7 +7,8 @@ What the script does at run time (and why):
   `scancel --signal=USR2 --batch`); its trap creates RUN_DIR/STOP, which every worker sees at the next
   step boundary: all ranks save a checkpoint and exit cleanly. srun runs in the background so the trap
   runs at once (bash runs traps only between commands), and the script waits again until srun ends;
-- then: run completed -> exit 0; a recorded failure -> its exit code; stopped by the signal -> requeue
+- then (result.json, read by launcher.rundir with the batch shell's python, llaunch's own in a container job):
+  run completed -> exit 0; a recorded failure -> its exit code; stopped by the signal -> requeue
   (the requeued job resumes from the checkpoint by itself) up to `max_requeues` times; never a finished run.
 Every value from the recipe or profile is quoted for the shell, or for sbatch's own #SBATCH parser.
 """
@@ -23,6 +24,9 @@ from launcher.plan.launch_plan import LaunchPlan, NodeCommand
 from launcher.plan.local import WORKER, worker_env
 from launcher.plan.torchrun import default_port, torchrun_args
 from launcher.recipe.schema import Recipe, SlurmSpec
+from launcher.rundir import RESULT_FILE, STOP_FILE
+
+RESULT_READER = ("-m", "launcher.rundir")  # prints how the run ended: STATUS EXIT_CODE
 
 SCRIPT = "job.sbatch"
 SECRET = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|CREDENTIAL|^AWS_", re.IGNORECASE)
@@ -101,6 +105,7 @@ def plan_slurm(recipe: Recipe, run_dir: str, python: str, s: SlurmSpec) -> Launc
     _check(recipe, run_dir, s)
     s = s.model_copy(update={"cpus_per_task": s.cpus_per_task or recipe.resources.procs_per_node})
     name = PurePath(run_dir).name
+    host_python = python if s.container else s.python or python  # the batch shell's, outside any container
     python = s.python or ("python3" if s.container else python)
     env = {**worker_env(recipe, s.cpus_per_task), **s.env}
     lines = [
@@ -125,10 +130,10 @@ def plan_slurm(recipe: Recipe, run_dir: str, python: str, s: SlurmSpec) -> Launc
         "request_stop() {",
         "  stop_requested=1",
         '  echo "llaunch: preemption signal at $(date \'+%F %T\'): the workers checkpoint at the next step"',
-        '  touch "$run_dir/STOP"',
+        f'  touch "$run_dir/{STOP_FILE}"',
         "}",
         "trap request_stop USR2",
-        'rm -f "$run_dir/STOP" "$run_dir/result.json"',
+        f'rm -f "$run_dir/{STOP_FILE}" "$run_dir/{RESULT_FILE}"',
         "",
         'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         _srun(recipe, run_dir, s, python),
@@ -138,14 +143,9 @@ def plan_slurm(recipe: Recipe, run_dir: str, python: str, s: SlurmSpec) -> Launc
         '  kill -0 "$workers" 2>/dev/null || break',
         "done",
         "",
-        'result=$(cat "$run_dir/result.json" 2>/dev/null)',
-        "status_re='\"status\": *\"([a-z]+)\"' exit_re='\"exit_code\": *([0-9]+)'",
-        'status=""; [[ $result =~ $status_re ]] && status=${BASH_REMATCH[1]}',
+        f'read -r status result_code <<< "$({_sh([host_python, *RESULT_READER])} "$run_dir")"',
         'if [[ $status == completed ]]; then echo "llaunch: run completed"; exit 0; fi',
-        'if [[ $status == failed ]]; then',
-        '  [[ $result =~ $exit_re ]] && code=${BASH_REMATCH[1]}',
-        '  echo "llaunch: run failed (see $worker_log)"; exit $(( code ? code : 1 ))',
-        "fi",
+        'if [[ $status == failed ]]; then echo "llaunch: run failed (see $worker_log)"; exit "$result_code"; fi',
         "if (( stop_requested )); then",
         "  if (( restart < max_requeues )); then",
         '    echo "llaunch: checkpoint saved; requeueing (restart $((restart + 1)) of at most $max_requeues)"',

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def job_dir(tmp_path: Path, sections: dict) -> tuple[Path, Path]:
     recipe.write_text(yaml.safe_dump({"extends": str(QUICKSTART), **sections}))
     run_dir = tmp_path / f"runs {EVIL}" / "quickstart-20260101-000000"
     (run_dir / "logs").mkdir(parents=True)
-    plan = make_plan(load_recipe(recipe), str(run_dir), python="python3", cores=2)
+    plan = make_plan(load_recipe(recipe), str(run_dir), python=sys.executable, cores=2)  # reads result.json
     script = run_dir / "job.sbatch"
     script.write_text(plan.files["job.sbatch"])
     return run_dir, script
