@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import torch
 
 from launcher.errors import UserError
-from launcher.rundir import RunDir, write_text_atomic
+from launcher.rundir import Result, RunDir
 from launcher.train.distributed import setup, teardown
 from launcher.train.quiet import quiet_libraries
 from launcher.train.trainer import Trainer
@@ -34,7 +33,7 @@ def main(argv: list[str]) -> int:
     try:
         result = Trainer(run, d, log).run()
         if d.is_main:
-            write_result(run, result)  # recorded before exit: a crash at interpreter exit loses nothing
+            run.write_result(Result(**result))  # recorded before exit: a crash at interpreter exit loses nothing
     except UserError as exc:
         # A known failure (bad data, disk full) is reported through result.json and the workers exit 0:
         # torchrun restarts are for crashes, and retrying a deterministic error only burns GPU-hours.
@@ -42,28 +41,24 @@ def main(argv: list[str]) -> int:
         log(f"error: {exc}")
         if d.is_main:
             print(f"error: {exc}", file=sys.stderr)
-            write_result(run, {"status": "failed", "error": str(exc), "exit_code": exc.exit_code})
+            run.write_result(Result("failed", error=str(exc), exit_code=exc.exit_code))
     except Exception as exc:
         # A crash: the first rank to fail records it (the others then fail on the lost peer), and the
         # process exits non-zero so torchrun ends the other workers (or restarts them, if asked to)
         log("crash:\n" + traceback.format_exc())
         error = f"rank {d.rank}: {type(exc).__name__}: {exc}".splitlines()[0]
         print(f"error: {error} (traceback in {run.logs / f'rank-{d.rank}.log'})", file=sys.stderr)
-        record_first_failure(run, {"status": "failed", "error": error, "exit_code": 1})
+        record_first_failure(run, Result("failed", error=error, exit_code=1))
         return 1
     finally:
         teardown()
     return 0
 
 
-def write_result(run: RunDir, result: dict) -> None:
-    write_text_atomic(run.result_file, json.dumps(result, indent=1) + "\n")
-
-
-def record_first_failure(run: RunDir, result: dict) -> None:
+def record_first_failure(run: RunDir, result: Result) -> None:
     """result.json unless a rank already wrote it (the launchers remove it before each start)."""
     tmp = run.result_file.with_name(f".result.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.write_text(result.to_json())
     try:
         os.link(tmp, run.result_file)  # atomic, and fails if the file exists: the first failure wins
     except FileExistsError:

@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 
 from launcher.checkpoints import DEEPSPEED_DIR, best_checkpoint, complete_checkpoints, step_dir
 from launcher.errors import UserError
-from launcher.rundir import RunDir
+from launcher.rundir import OBJECTIVE_FILE, RunDir, read_objective
 from launcher.train.dtypes import DTYPES
 from launcher.train.methods import Method
 from launcher.train.methods.export import export_model, export_trained, save_adapter
@@ -45,14 +45,13 @@ def load_checkpoint_model(run: RunDir, path: Path):
     zero_to_fp32 consolidation (the fp32 master weights). LoRA/QLoRA checkpoints hold the adapters only:
     the model is rebuilt from the recipe with the method applied (a peft model) and the adapters loaded.
     """
-    import json
 
     from launcher.train.objectives import build_objective
 
     recipe = run.load_recipe()
     tokenizer = AutoTokenizer.from_pretrained(run.tokenizer)
-    task = run.path / "objective.json"
-    labels = json.loads(task.read_text()).get("labels") if task.is_file() else None
+    task = read_objective(run.path)
+    labels = task.labels if task else None
     method = Method(recipe)
     model = build_model(recipe, tokenizer, build_objective(recipe, tokenizer, labels).head_config(), method)
     adapters_only = method.checkpoints_trainable_only
@@ -95,9 +94,9 @@ def export_checkpoint(run: RunDir, step: int | None, out: Path | None, dtype: st
         export_trained(model, tokenizer, out, dtype=DTYPES[dtype])
     else:
         save_adapter(model, tokenizer, out)
-    task = run.path / "objective.json"
+    task = run.path / OBJECTIVE_FILE
     if task.is_file():
-        (out / task.name).write_text(task.read_text())
+        (out / OBJECTIVE_FILE).write_text(task.read_text())
     return out
 
 

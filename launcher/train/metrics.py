@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
+
+from launcher.rundir import metrics_line
 
 
 class Metrics:
@@ -20,8 +20,7 @@ class Metrics:
     def log(self, kind: str, step: int, **values: float) -> None:
         if not self._enabled:
             return
-        record = {"kind": kind, "step": step, "time": round(time.time(), 3), **values}
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(metrics_line(kind, step, values))
         self._file.flush()
         if self._writer is not None:
             for key, value in values.items():

@@ -12,10 +12,8 @@ Resumes by itself from the newest complete checkpoint.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +23,7 @@ import torch.distributed as dist
 from launcher.checkpoints import latest_complete
 from launcher.recipe.changes import training_hash
 from launcher.recipe.schema import Recipe
-from launcher.rundir import RunDir, write_text_atomic
+from launcher.rundir import RunDir, write_objective
 from launcher.train import checkpoint
 from launcher.train.distributed import Dist, sum_all
 from launcher.train.engines import build_engine
@@ -57,7 +55,7 @@ class Trainer:
             self.tokenizer.save_pretrained(run.tokenizer)
         self.objective = build_objective(recipe, self.tokenizer, self.prepared.labels)
         if d.is_main:
-            write_objective(run.path, recipe, self.prepared.labels)
+            self._write_objective(run.path)
         self.method = Method(recipe)
         model = build_model(recipe, self.tokenizer, self.objective.head_config(), self.method)
         self.engine = build_engine(recipe, model, self.method, d)
@@ -67,6 +65,11 @@ class Trainer:
         self._agreement = _StepAgreement(self.stop, d)
         self._fail_at = _injected_failure(d.rank)
         self.metrics = self.progress = self.checkpointer = self.sample_log = None  # opened by run()
+
+    def _write_objective(self, directory) -> None:
+        r = self.recipe
+        write_objective(directory, r.objective, self.prepared.labels, r.data.model_dump(mode="json"),
+                        {"max_new_tokens": r.eval.max_new_tokens})
 
     def _resume(self) -> checkpoint.TrainerState:
         """The newest complete checkpoint's state (or a fresh one), with what changed since it said in the log."""
@@ -99,7 +102,7 @@ class Trainer:
         if result["status"] == "completed" and self.recipe.output.export:
             self.engine.export(self.rundir.export, self.tokenizer, self.d.is_main)  # collective: sharded engines gather
             if self.d.is_main:
-                write_objective(self.rundir.export, self.recipe, self.prepared.labels)
+                self._write_objective(self.rundir.export)
             result["export"] = str(self.rundir.export)
         return result
 
@@ -326,11 +329,3 @@ def _injected_failure(rank: int) -> int | None:
     return int(step)
 
 
-
-def write_objective(directory: Path, recipe: Recipe, labels: list[str] | None) -> None:
-    """objective.json: what `llaunch eval` and `llaunch export` need to rebuild the task (head labels, columns)."""
-    data = recipe.data.model_dump(mode="json", exclude={"train", "eval", "eval_fraction"})
-    payload = {"objective": recipe.objective, "labels": labels, "data": data,
-               "eval": {"max_new_tokens": recipe.eval.max_new_tokens}}
-    directory.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(directory / "objective.json", json.dumps(payload, indent=1) + "\n")

@@ -6,16 +6,14 @@ and the same evaluator scores it, in this one process.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
-from launcher.rundir import RunDir
+from launcher.rundir import OBJECTIVE_FILE, ObjectiveFile, RunDir, read_objective
 
-OBJECTIVE_FILE = "objective.json"
 
 
 @dataclass
@@ -73,7 +71,8 @@ def _from_run(run: RunDir, step: int | None, best: bool, data: list[str]):
     recipe = run.load_recipe()
     step, checkpoint = pick_checkpoint(run, step, best)
     model, tokenizer = load_checkpoint_model(run, checkpoint)
-    labels = _read_task(run.path).get("labels")
+    task = read_objective(run.path)
+    labels = task.labels if task else None
     return recipe, model, tokenizer, labels, f"{checkpoint} (step {step})"
 
 
@@ -83,8 +82,8 @@ def _from_model_dir(path: Path, objective_name: str | None, data: list[str]):
 
     from launcher.train.objectives import objective_class
 
-    task = _read_task(path)
-    name = objective_name or task.get("objective")
+    task = read_objective(path) or ObjectiveFile(objective=None)
+    name = objective_name or task.objective
     if name is None:
         raise UserError(f"{path}: no {OBJECTIVE_FILE} saying which objective it was trained for; pass --objective")
     recipe = _recipe_for(path, name, task, data)
@@ -94,32 +93,22 @@ def _from_model_dir(path: Path, objective_name: str | None, data: list[str]):
         model = auto.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot load as {auto.__name__}: {str(exc).splitlines()[0]}") from None
-    labels = task.get("labels")
+    labels = task.labels
     if labels is None and name in ("seq_cls", "token_cls"):
         labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     return recipe, model, tokenizer, labels, str(path)
 
 
-def _recipe_for(path: Path, objective: str, task: dict, data: list[str]) -> Recipe:
+def _recipe_for(path: Path, objective: str, task: ObjectiveFile, data: list[str]) -> Recipe:
     """A recipe holding what the objective code reads: the data settings the model was trained with."""
     import pydantic
 
-    settings = {k: v for k, v in task.get("data", {}).items() if k not in ("train", "eval", "eval_fraction")}
     try:
         return Recipe.model_validate({
             "name": "eval", "model": {"path": str(path)}, "objective": objective,
-            "data": {**settings, "train": data}, "train": {"max_steps": 1},
-            "eval": {k: v for k, v in task.get("eval", {}).items()}, "resources": {"launcher": "local"},
+            "data": {**(task.data or {}), "train": data}, "train": {"max_steps": 1},
+            "eval": task.eval or {}, "resources": {"launcher": "local"},
         })
     except pydantic.ValidationError as exc:
         raise UserError(f"{path / OBJECTIVE_FILE}: {exc.errors()[0]['msg']}") from None
 
-
-def _read_task(directory: Path) -> dict:
-    file = directory / OBJECTIVE_FILE
-    if not file.is_file():
-        return {}
-    try:
-        return json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{file}: not valid JSON ({exc.msg})") from None
