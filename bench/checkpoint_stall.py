@@ -33,6 +33,7 @@ from launcher.recipe import load_recipe  # noqa: E402
 from launcher.train.checkpoint import Checkpointer, TrainerState  # noqa: E402
 from launcher.train.distributed import Dist  # noqa: E402
 from launcher.train.engines.ddp import DDPEngine  # noqa: E402
+from launcher.train.methods import Method  # noqa: E402
 
 SAVE_AT = 2
 
@@ -88,7 +89,7 @@ def main() -> None:
     config = LlamaConfig(hidden_size=args.hidden, intermediate_size=args.hidden * 11 // 4,
                          num_hidden_layers=args.layers, num_attention_heads=args.hidden // 64, vocab_size=32000)
     torch.manual_seed(0)
-    engine = ProcessWriterEngine(LlamaForCausalLM(config), recipe, Dist(0, 1, 0, torch.device("cpu")))
+    engine = ProcessWriterEngine(LlamaForCausalLM(config), Method(recipe), recipe, Dist(0, 1, 0, torch.device("cpu")))
     batch = torch.randint(0, 32000, (1, 128))
     params = sum(p.numel() for p in engine.unwrapped().parameters())
     with tempfile.TemporaryDirectory(dir=Path.cwd()) as tmp:

@@ -20,16 +20,23 @@ from pathlib import Path
 
 from common import ENV, PYTHON, ROOT, run, save, table
 
-LOOP = ROOT / "launcher" / "train" / "loop.py"
-# a loop line's phase, by what the line calls; lines of the while loop matching none are "rest of step"
-PHASES = {"forward": "engine.model(**batch)", "backward": "engine.backward(", "optimizer": "engine.step()",
-          "eval": "evaluate(state.step)", "checkpoint": "checkpointer."}
+LOOP = ROOT / "launcher" / "train" / "trainer.py"
+# a line's phase, by what the line calls; lines of the loop and of the step matching none are "rest of step"
+PHASES = {"forward": "engine.model(**", "backward": "engine.backward(", "optimizer": "engine.step()",
+          "eval": "self._evaluate_if_due()", "checkpoint": "self._save_if_due("}
+BODIES = ("while self.state.step <", "def _step(self)")  # Trainer._train's loop and Trainer._step
 
 
 def loop_lines() -> dict[int, str]:
-    """Line number -> phase for every line of run_training's `while` loop."""
+    """Line number -> phase for every line of the train loop and of the step it calls."""
     lines = LOOP.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip().startswith("while state.step <"))
+    phases = {}
+    for body in BODIES:
+        phases.update(_body_lines(lines, next(i for i, line in enumerate(lines) if line.strip().startswith(body))))
+    return phases
+
+
+def _body_lines(lines: list[str], start: int) -> dict[int, str]:
     indent = len(lines[start]) - len(lines[start].lstrip())
     phases = {}
     for i in range(start + 1, len(lines)):
@@ -53,11 +60,12 @@ def profile(steps: int, out: Path) -> tuple[Counter, Counter]:
     rest: Counter = Counter()  # "rest of step" by loop line, to say what it is
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
-        found = re.search(r"run_training \(.*?loop\.py:(\d+)\)", stack)
-        if found and int(found.group(1)) in phases:
-            counts[phases[int(found.group(1))]] += int(n)
-            if phases[int(found.group(1))] == "rest of step":
-                rest[int(found.group(1))] += int(n)
+        found = re.findall(r"(?:_train|_step) \([^)]*?trainer\.py:(\d+)\)", stack)  # the innermost of the two
+        number = int(found[-1]) if found else None
+        if number in phases:
+            counts[phases[number]] += int(n)
+            if phases[number] == "rest of step":
+                rest[number] += int(n)
     return counts, rest
 
 
@@ -75,7 +83,7 @@ def main() -> None:
     print(table(rows, ["phase", "share of step time", "share of loop time"]))
     print(f"outside forward/backward/optimizer: {counts['rest of step'] / in_steps:.1%} of step time; by line:")
     source = LOOP.read_text().splitlines()
-    lines = {f"loop.py:{number}  {source[number - 1].strip()[:70]}": n / in_steps for number, n in rest.most_common(6)}
+    lines = {f"trainer.py:{number}  {source[number - 1].strip()[:70]}": n / in_steps for number, n in rest.most_common(6)}
     for line, share in lines.items():
         print(f"  {share:6.1%}  {line}")
     save("step_profile", {"steps": args.steps, "samples": dict(counts),
