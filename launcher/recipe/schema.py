@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from launcher.recipe.cluster_schema import ContainerSpec, ResourcesSpec, SlurmSpec
 from launcher.recipe.data_schema import ColumnsSpec, DataSpec, ModelSpec, TokenizerSpec, TokenizerTrainSpec
 from launcher.recipe.method_schema import FreezeSpec, LoraSpec, MethodSpec, ParallelSpec, QloraSpec
+from launcher.recipe.objectives import OBJECTIVE_NAMES
 from launcher.recipe.sections import Section
 
 __all__ = ["CheckpointSpec", "ColumnsSpec", "ContainerSpec", "DataSpec", "EarlyStoppingSpec", "EvalSpec", "FreezeSpec",
@@ -87,7 +88,7 @@ class Recipe(Section):
     model: ModelSpec
     tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
     data: DataSpec
-    objective: Literal["clm", "mlm", "sft", "seq_cls", "token_cls", "qa", "seq2seq"] = Field(
+    objective: Literal[OBJECTIVE_NAMES] = Field(
         "clm", description="clm: causal LM; mlm: masked LM; sft: instruction tuning; seq_cls / token_cls: "
         "classification of sequences / tokens; qa: extractive QA; seq2seq: encoder-decoder generation.",
     )

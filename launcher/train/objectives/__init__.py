@@ -1,4 +1,5 @@
-"""The objectives, one module each; `objective_class(name)` picks one (recipe key `objective`)."""
+"""The objectives, one module each, named as the recipe names them (`objective`; the names and their
+metrics are listed once, in launcher/recipe/objectives.py); `objective_class(name)` picks one."""
 
 from __future__ import annotations
 
@@ -6,20 +7,11 @@ from importlib import import_module
 
 from launcher.train.objectives.base import EvalOutput, Objective
 
-_CLASSES = {
-    "clm": ("clm", "CausalLM"),
-    "mlm": ("mlm", "MaskedLM"),
-    "sft": ("sft", "InstructionTuning"),
-    "seq_cls": ("seq_cls", "SequenceClassification"),
-    "token_cls": ("token_cls", "TokenClassification"),
-    "qa": ("qa", "QuestionAnswering"),
-    "seq2seq": ("seq2seq", "Seq2Seq"),
-}
-
-
 def objective_class(name: str) -> type[Objective]:
-    module, cls = _CLASSES[name]
-    return getattr(import_module(f"launcher.train.objectives.{module}"), cls)
+    """The Objective subclass of module `name` whose `name` it is."""
+    module = import_module(f"launcher.train.objectives.{name}")
+    return next(value for value in vars(module).values()
+                if isinstance(value, type) and issubclass(value, Objective) and value.name == name)
 
 
 def build_objective(recipe, tokenizer, labels: list[str] | None = None) -> Objective:
