@@ -12,7 +12,7 @@ from launcher.recipe.schema import Recipe
 SAFE_PREFIXES = (
     "resources.", "slurm.", "logging.", "output.", "description",
     "train.log_every", "eval.every", "eval.max_batches", "eval.at_start",
-    "checkpoint.every", "checkpoint.keep_last", "checkpoint.async",
+    "checkpoint.every", "checkpoint.keep_last", "checkpoint.async", "checkpoint.at_end",
     "train.grad_accum",  # safe as long as the global batch stays the same (checked apart)
 )
 

@@ -66,6 +66,10 @@ class CheckpointSpec(Section):
     async_: bool = Field(
         False, alias="async", description="Stage in memory and write in the background (DCP engines)."
     )
+    at_end: bool = Field(
+        True, description="Save at the last step (false: a run that only wants its export skips that write; "
+        "a stop request or a new best still saves)."
+    )
 
 
 class LoggingSpec(Section):

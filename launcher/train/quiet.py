@@ -14,3 +14,5 @@ def quiet_libraries(cpu: bool) -> None:
     transformers.utils.logging.disable_progress_bar()
     # a one-process run saves with DCP's no_dist on purpose (engines/base.py), which warns at every save
     warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+    # peft asks models a property transformers renamed; nothing for a user to act on
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)

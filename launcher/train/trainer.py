@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from launcher.checkpoints import latest_complete
 from launcher.recipe.changes import training_hash
 from launcher.recipe.schema import Recipe
 from launcher.rundir import RunDir, write_objective
@@ -78,7 +77,7 @@ class Trainer:
         if self.d.is_main:
             checkpoint.clean_incomplete(self.rundir.checkpoints)
         dist.barrier()
-        found = latest_complete(self.rundir.checkpoints)
+        found = checkpoint.newest_intact(self.rundir.checkpoints, self.d, self.log)
         if not found:
             return current
         state = checkpoint.load(self.engine, found[1], self.d)
@@ -196,7 +195,8 @@ class Trainer:
         step, r = self.state.step, self.recipe
         with self.window.paused():  # checkpointing does not count against tokens/s
             self.checkpointer.poll()
-            if (step == r.train.max_steps or verdict.stop or verdict.new_best
+            ending = step == r.train.max_steps or verdict.stop
+            if ((ending and r.checkpoint.at_end) or verdict.new_best
                     or (r.checkpoint.every and step % r.checkpoint.every == 0)):
                 self.checkpointer.save(self.state, best=verdict.new_best)
 
