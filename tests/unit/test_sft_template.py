@@ -19,6 +19,7 @@ from launcher.recipe import load_recipe
 from launcher.train.objectives import build_objective
 from launcher.train.objectives.base import IGNORE
 from launcher.train.prepare import prepare
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -27,18 +28,6 @@ TINY_LLAMA = {"type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_
 # Zephyr's layout: the tokenizer's own template closes every turn with `</s>` and a newline
 OWN_TEMPLATE = ("{% for m in messages %}{{ '<|' + m['role'] + '|>\\n' + m['content'] + eos_token + '\\n' }}{% endfor %}"
                 "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}")
-# LLaMA-Factory's `default` template (the form with a separator): format_user "Human: {{content}}\nAssistant:",
-# format_assistant "{{content}}" + eos, format_system "{{content}}\n", format_separator "\n" before every
-# user turn but the first
-LLAMA_FACTORY_DEFAULT = (
-    "{%- set ns = namespace(turns=0) -%}"
-    "{%- for m in messages -%}"
-    "{%- if m['role'] == 'system' -%}{{ m['content'] + '\\n' }}"
-    "{%- elif m['role'] == 'user' -%}{{ ('\\n' if ns.turns else '') + 'Human: ' + m['content'] + '\\nAssistant:' }}"
-    "{%- else -%}{{ m['content'] + eos_token }}{%- set ns.turns = ns.turns + 1 -%}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-)
 CHATS = [
     [{"role": "user", "content": "name a color"}, {"role": "assistant", "content": "blue"}],
     [{"role": "system", "content": "you are helpful"}, {"role": "user", "content": "what is 3 plus 4 ?"},
@@ -165,8 +154,7 @@ def test_plain_template_gets_one_eos_appended(tmp_path, sp_model):
 
 def test_alpaca_layout_reproduces_llama_factory_default_token_for_token(tmp_path, sp_model):
     tok_dir = tokenizer_dir(tmp_path, sp_model, "plain")
-    template = tmp_path / "llama_factory_default.jinja"
-    template.write_text(LLAMA_FACTORY_DEFAULT)
+    template = ROOT / "recipes" / "templates" / "llama_factory_default.jinja"
     tokenizer, objective, rows = prepared(tmp_path, tok_dir, ALPACA, sft_format="alpaca", alpaca_separator="\n",
                                           chat_template_file=str(template))
     # the text LLaMA-Factory renders for an alpaca row: user content is instruction + "\n" + input (input
