@@ -12,6 +12,7 @@ Resumes by itself from the newest complete checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -193,7 +194,7 @@ class Trainer:
 
     def _save_if_due(self, verdict: Verdict) -> None:
         step, r = self.state.step, self.recipe
-        with self.window.paused():  # checkpointing does not count against tokens/s
+        with self.window.paused():
             self.checkpointer.poll()
             ending = step == r.train.max_steps or verdict.stop
             if ((ending and r.checkpoint.at_end) or verdict.new_best
@@ -256,19 +257,14 @@ class _Window:
             mask = batch.get("attention_mask")
             self.tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
 
+    @contextlib.contextmanager
     def paused(self):
-        return _Paused(self)
-
-
-class _Paused:
-    def __init__(self, window: _Window):
-        self.window = window
-
-    def __enter__(self):
-        self.began = time.time()
-
-    def __exit__(self, *exc):
-        self.window.start += time.time() - self.began
+        """Time spent inside does not count against tokens/s (evaluation, checkpointing)."""
+        began = time.time()
+        try:
+            yield
+        finally:
+            self.start += time.time() - began
 
 
 class _StepAgreement:
