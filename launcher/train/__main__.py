@@ -27,7 +27,8 @@ def main(argv: list[str]) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    quiet_libraries(cpu=recipe.resources.device == "cpu" or not torch.cuda.is_available())
+    quiet_libraries(cpu=recipe.resources.device == "cpu" or not torch.cuda.is_available(),
+                    quantized=recipe.method.type == "qlora")
     d = setup(recipe.resources.device)
     log = log_to(run.logs / f"rank-{d.rank}.log", echo=d.is_main)
     try:
