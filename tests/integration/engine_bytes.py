@@ -66,14 +66,17 @@ def _optimizer_tensors(optimizer):
 
 def measure(recipe, tokenizer, dist_info) -> dict[str, int]:
     from launcher.train.engines import build_engine
+    from launcher.train.methods import Method
     from launcher.train.model import build_model
 
     batch = torch.randint(0, len(tokenizer), (recipe.train.micro_batch_size, recipe.data.seq_len))
     baseline = set(_storages(_live_tensors()))
-    engine = build_engine(recipe, build_model(recipe, tokenizer), dist_info)
+    method = Method(recipe)
+    engine = build_engine(recipe, build_model(recipe, tokenizer, method=method), method, dist_info)
     inner = getattr(engine.optimizer, "optimizer", engine.optimizer)  # DeepSpeed wraps the torch optimizer
     for step in range(2):  # the first step creates the optimizer state and any lazily made buffers
-        engine.begin_step(step)
+        if method.begin_step(step):
+            engine.trainable_changed()
         engine.model.train()
         with engine.accumulating(True):
             engine.backward(engine.model(input_ids=batch, labels=batch).loss)
