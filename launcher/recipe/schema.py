@@ -31,6 +31,11 @@ class TrainSpec(Section):
     global_batch_size: int | None = Field(
         None, ge=1, description="Sequences per optimizer step over all processes (kept across world sizes)."
     )
+    micro_batch_tokens: int | None = Field(
+        None, ge=1, description="Token budget per forward: a process's examples of a step (micro_batch_size x "
+        "grad_accum) are regrouped, longest first and never split, into micro batches of at most this many tokens "
+        "(padded: rows x longest; packed: the sum). The step's samples and loss stay the same."
+    )
     lr: float = Field(3e-4, gt=0, le=10)
     weight_decay: float = Field(0.0, ge=0, le=10)
     betas: tuple[float, float] = (0.9, 0.95)
@@ -130,6 +135,12 @@ class Recipe(Section):
                 self.eval.metric = stopping.metric  # the best checkpoint follows what stopping watches
             if self.eval.every == 0:
                 raise ValueError("early_stopping needs evaluations during training: set eval.every")
+        budget = self.train.micro_batch_tokens
+        longest = self.data.seq_len + ((self.data.target_len or self.data.seq_len) if self.objective == "seq2seq" else 0)
+        if budget is not None and budget < longest:
+            raise ValueError(f"train.micro_batch_tokens={budget} is less than the longest example ({longest} tokens: "
+                             f"data.seq_len{' + data.target_len' if self.objective == 'seq2seq' else ''}); "
+                             f"raise it to at least {longest}")
         if self.data.packing and self.objective != "sft":
             raise ValueError(f"data.packing is for objective sft (objective is {self.objective}); "
                              "clm and mlm always pack")

@@ -39,6 +39,7 @@ from launcher.train.progress import TrainProgress
 from launcher.train.sample_log import SampleLog
 from launcher.train.sampling import GlobalOrder, micro_batch_start
 from launcher.train.stop import StopRequest
+from launcher.train.token_budget import budget_groups
 
 FAIL_AT_STEP = "LLAUNCH_FAIL_AT_STEP"  # tests: "N" or "N:RANK" raises inside step N on that rank (default 0)
 
@@ -140,19 +141,21 @@ class Trainer:
             return False
         if self.method.begin_step(s.step):
             engine.trainable_changed()
-        accum = r.grad_accum
-        batches = [self._micro_batch(m) for m in range(accum)]
+        batches = self._micro_batches()
         counts = [self.objective.loss_items(batch) for batch in batches]
-        self._agreement.start(sum(counts))
+        self._agreement.start(sum(counts), len(batches))
+        # with a token budget the ranks' micro batch counts differ: all run the most, the extra ones weigh 0
+        micro_batches = self._agreement.most_micro_batches() if r.train.micro_batch_tokens else len(batches)
         step_loss = torch.zeros((), device=d.device)
-        for m, (batch, count) in enumerate(zip(batches, counts)):
-            with engine.accumulating(m == accum - 1):
+        for m in range(micro_batches):
+            batch, count = (batches[m], counts[m]) if m < len(batches) else (batches[-1], 0)
+            with engine.accumulating(m == micro_batches - 1):
                 loss = engine.model(**to_device(batch, d.device)).loss
                 if self._fail_at == s.step + 1:
                     raise RuntimeError(f"failure injected in step {s.step + 1} on rank {d.rank} ({FAIL_AT_STEP})")
                 # this micro batch's share of the step's targets; x world: the engines average gradients over ranks
                 weight = count * d.world_size / self._agreement.total()
-                weighted = (loss if count else loss.nan_to_num(0.0)) * weight  # no targets: mean is 0/0
+                weighted = (loss if count else loss.nan_to_num(0.0)) * weight  # no targets: a mean of 0/0
                 engine.backward(weighted)
             step_loss += weighted.detach()
         grad_norm = engine.step()
@@ -161,15 +164,23 @@ class Trainer:
         self.window.add(step_loss, grad_norm, batches)
         return True
 
-    def _micro_batch(self, m: int) -> dict:
+    def _micro_batches(self) -> list[dict]:
+        """This rank's micro batches of the step: micro_batch_size examples each, or with train.micro_batch_tokens
+        the same examples regrouped under the token budget."""
         s, r, d = self.state, self.recipe, self.d
         micro = r.train.micro_batch_size
-        start = micro_batch_start(s.consumed_samples, m, micro, d.world_size, d.rank)
-        indices = self.order.indices(start, micro)
+        starts = [micro_batch_start(s.consumed_samples, m, micro, d.world_size, d.rank) for m in range(r.grad_accum)]
+        indices = [self.order.indices(start, micro) for start in starts]
+        positions = [np.arange(start, start + micro) for start in starts]  # seeds for any randomness (MLM masks)
+        if r.train.micro_batch_tokens:
+            indices, positions = np.concatenate(indices), np.concatenate(positions)
+            groups = budget_groups(self.objective.lengths(self.train_data, indices), r.train.micro_batch_tokens,
+                                   r.data.packing)
+            indices, positions = [indices[g] for g in groups], [positions[g] for g in groups]
         if self.sample_log:
-            self.sample_log.write(s.step + 1, indices)
-        positions = np.arange(start, start + micro)  # sample positions: seeds for any randomness (MLM masks)
-        return self.objective.train_batch(self.train_data, indices, positions)
+            for ids in indices:
+                self.sample_log.write(s.step + 1, ids)
+        return [self.objective.train_batch(self.train_data, ids, where) for ids, where in zip(indices, positions)]
 
     # ---- cadence ----
     def _log_if_due(self) -> None:
@@ -268,7 +279,8 @@ class _Window:
 
 
 class _StepAgreement:
-    """The one collective of a step beside the engine's: the step's target count and any stop request.
+    """The one collective of a step beside the engine's: the step's target count, any stop request, and each
+    rank's number of micro batches (they differ under a token budget).
 
     Started before the first forward and waited for before the first backward, so its latency hides behind
     the forward. The count stays on the device (no sync); the stop flag is read one step later, when its
@@ -280,8 +292,10 @@ class _StepAgreement:
         self._values: torch.Tensor | None = None
         self._work = None
 
-    def start(self, count: int) -> None:
-        self._values = torch.tensor([count, int(self.stop.requested)], dtype=torch.int64, device=self.d.device)
+    def start(self, count: int, micro_batches: int) -> None:
+        values = [count, int(self.stop.requested)] + [0] * self.d.world_size
+        values[2 + self.d.rank] = micro_batches  # summed: every rank's count at its own place
+        self._values = torch.tensor(values, dtype=torch.int64, device=self.d.device)
         self._work = dist.all_reduce(self._values, async_op=True) if self.d.world_size > 1 else None
 
     def total(self) -> torch.Tensor:
@@ -289,6 +303,11 @@ class _StepAgreement:
             self._work.wait()
             self._work = None
         return self._values[0].clamp(min=1)
+
+    def most_micro_batches(self) -> int:
+        """The largest number of micro batches any rank has this step (a host read: waits for the device)."""
+        self.total()
+        return int(self._values[2:].max())
 
     def stop_agreed(self) -> bool:
         if self._values is None:

@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
 from launcher.train.objectives.rows import Rows
+from launcher.train.objectives.store import Ragged
 
 IGNORE = -100  # label value the losses skip
 
@@ -80,6 +81,13 @@ class Objective:
     def eval_batch(self, columns: dict[str, Any], indices: np.ndarray) -> dict[str, torch.Tensor]:
         positions = np.asarray(indices)  # eval randomness (masks) is fixed per example
         return self.train_batch(columns, indices, positions)
+
+    def lengths(self, columns: dict[str, Any], indices: np.ndarray) -> np.ndarray:
+        """Tokens the model reads for each example, one column per padded input (what micro_batch_tokens budgets)."""
+        column = columns["input_ids"] if "input_ids" in columns else columns["blocks"]
+        if isinstance(column, Ragged):
+            return column.lengths()[indices]
+        return np.full(len(indices), column.shape[1])
 
     def loss_items(self, batch: dict[str, torch.Tensor]) -> int:
         """How many terms the model's mean loss over `batch` averages: target tokens, or examples."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import DataCollatorForSeq2Seq
 
@@ -52,6 +53,9 @@ class Seq2Seq(Objective):
         tok = self.tokenizer
         return {"decoder_start_token_id": tok.pad_token_id, "pad_token_id": tok.pad_token_id,
                 "eos_token_id": tok.eos_token_id}
+
+    def lengths(self, columns, indices):
+        return np.stack([columns["input_ids"].lengths()[indices], columns["labels"].lengths()[indices]], axis=1)
 
     def train_batch(self, columns, indices, positions):
         features = [{"input_ids": columns["input_ids"][int(i)].tolist(), "labels": columns["labels"][int(i)].tolist()}
