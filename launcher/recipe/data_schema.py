@@ -106,10 +106,11 @@ class DataSpec(Section):
         "\n\n", description="sft alpaca rows: the text between instruction and a non-empty input in the user turn "
         "(LLaMA-Factory joins them with a newline).",
     )
-    packing: bool = Field(
-        False,
+    packing: bool | None = Field(
+        None,
         description="sft: each micro batch is one padding-free row; attention stays inside each example and "
-        "positions restart per example.",
+        "positions restart per example. Unset: on where the model's attention keeps examples apart at full speed "
+        "(Llama, Mistral, Qwen, ... without a sliding window; `llaunch plan` says), else padded.",
     )
     stride: int = Field(128, ge=1, description="qa: tokens shared by consecutive windows over a long context.")
     target_len: int | None = Field(None, ge=1, description="seq2seq: the longest target; default: seq_len.")

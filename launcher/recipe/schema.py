@@ -13,6 +13,7 @@ from launcher.recipe.cluster_schema import ContainerSpec, ResourcesSpec, SlurmSp
 from launcher.recipe.data_schema import ColumnsSpec, DataSpec, ModelSpec, TokenizerSpec, TokenizerTrainSpec
 from launcher.recipe.method_schema import FreezeSpec, LoraSpec, MethodSpec, ParallelSpec, QloraSpec
 from launcher.recipe.objectives import OBJECTIVE_NAMES
+from launcher.recipe.packing import packing_default
 from launcher.recipe.sections import Section
 
 __all__ = ["CheckpointSpec", "ColumnsSpec", "ContainerSpec", "DataSpec", "EarlyStoppingSpec", "EvalSpec", "FreezeSpec",
@@ -141,6 +142,8 @@ class Recipe(Section):
             raise ValueError(f"train.micro_batch_tokens={budget} is less than the longest example ({longest} tokens: "
                              f"data.seq_len{' + data.target_len' if self.objective == 'seq2seq' else ''}); "
                              f"raise it to at least {longest}")
+        if self.data.packing is None:  # resolved once here: the run's recipe.yaml records what it trains with
+            self.data.packing = packing_default(self.objective, self.model)[0]
         if self.data.packing and self.objective != "sft":
             raise ValueError(f"data.packing is for objective sft (objective is {self.objective}); "
                              "clm and mlm always pack")
