@@ -16,9 +16,13 @@ from launcher.report import summary
 from launcher.rundir import RunDir
 
 
-def prepare_data(recipe: Recipe) -> None:
-    """Tokenizer + tokenized, packed data into the cache (what `llaunch prepare` does on a login node)."""
+def prepare_data(recipe: Recipe, here: bool = True) -> None:
+    """Tokenizer + tokenized, packed data into the cache (what `llaunch prepare` does on a login node).
+    `here=False`: only say whether it is prepared; the workers prepare it, in the processes that import
+    torch and transformers anyway (one heavy import per process)."""
     found = prepared_index.lookup(recipe)  # prepared before: no torch/transformers imports here
+    if found is None and not here:
+        return
     if found is None:
         from launcher.train.prepare import prepare  # heavy imports only when there is work to do
 
@@ -35,22 +39,21 @@ def start_run(recipe_path: str, overrides: list[str]) -> tuple[RunDir, int]:
     if backend_for(recipe).queued:
         raise UserError(f"resources.launcher={recipe.resources.launcher}: submit it with `llaunch submit RECIPE` "
                         "(llaunch run starts local, torchrun and deepspeed launches on this machine)")
-    return _start(recipe, prepare=True)
+    return _start(recipe, prepare_here=False)  # the workers prepare: torch is imported there anyway
 
 
 def submit_run(recipe_path: str, overrides: list[str], prepare: bool = True) -> tuple[RunDir, int]:
     """Check, prepare the data (here, on the login node), create the run dir, sbatch its job script."""
-    return _start(load_recipe(recipe_path, [*overrides, "resources.launcher=slurm"]), prepare)
+    return _start(load_recipe(recipe_path, [*overrides, "resources.launcher=slurm"]), prepare_here=prepare)
 
 
-def _start(recipe: Recipe, prepare: bool) -> tuple[RunDir, int]:
+def _start(recipe: Recipe, prepare_here: bool) -> tuple[RunDir, int]:
     backend = backend_for(recipe)
     preflight(recipe)
     # a dry run before anything is prepared or created, so a launch setting that cannot work fails first
     backend.dryrun(recipe, str(Path(recipe.output.dir).resolve() / f"{recipe.name}-check"))
     backend.check_here()
-    if prepare:
-        prepare_data(recipe)  # bad data fails here, before a run dir exists or a process starts
+    prepare_data(recipe, here=prepare_here)
     run = RunDir.create(recipe)
     return run, _launch(run, recipe, backend, fresh=True)
 
@@ -91,6 +94,9 @@ def _launch(run: RunDir, recipe: Recipe, backend: Backend, fresh: bool = False) 
     if code is None:
         return 0  # queued: llaunch status / logs follow it
     result = run.read_result()
+    if fresh and result is not None and result.status == "failed" and not run.read_metrics():
+        shutil.rmtree(run.path)  # failed before its first step (bad data): the worker said why in one line
+        return result.exit_status
     if result is not None and result.status == "failed":
         code = result.exit_status
     print(summary(run, time.time() - started, code))

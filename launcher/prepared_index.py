@@ -16,7 +16,9 @@ from pathlib import Path
 from launcher.recipe.schema import Recipe
 from launcher.train.hashing import digest, files_digest
 
-FORMAT_VERSION = "columns-v2"  # of the prepared arrays; a change gives every recipe a new cache entry
+# of the prepared arrays; a change gives every recipe a new cache entry (v3: sft replies end as the template
+# ends the turn, with one EOS)
+FORMAT_VERSION = "columns-v3"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "vocab.json",
                    "merges.txt", "chat_template.jinja", "chat_template.json")

@@ -18,6 +18,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from launcher.errors import UserError
+from launcher import prepared_index
 from launcher.prepared_index import FORMAT_VERSION, cache_root
 from launcher.recipe.schema import Recipe
 from launcher.train.hashing import digest, files_digest
@@ -90,7 +91,9 @@ def prepare_on_rank0(recipe: Recipe, d, log) -> Prepared:
     error = broadcast_text(error, d.device)
     if error:
         raise UserError(error)
-    if not d.is_main:
+    if d.is_main:
+        prepared_index.record(recipe, prepared.dir)  # the next `llaunch run` finds it without heavy imports
+    else:
         prepared = prepare(recipe, log=lambda _: None)
     return prepared
 

@@ -43,3 +43,21 @@ def test_checkpoint_at_end_false_exports_without_a_final_checkpoint(tmp_path, sh
     assert json.loads((run / "result.json").read_text())["status"] == "completed"
     assert (run / "export" / "model.safetensors").is_file()
     assert not list((run / "checkpoints").glob("step-*")) if (run / "checkpoints").exists() else True
+
+
+def test_the_worker_prepares_into_the_entry_llaunch_prepare_makes(tmp_path):
+    """`llaunch run` leaves preparation to the worker (torch is imported there anyway): the data is prepared
+    after the run dir exists, into the same content-keyed cache entry `llaunch prepare` makes on a login node."""
+    worker = llaunch("run", str(QUICKSTART), *ONE, f"output.dir={tmp_path / 'runs'}",
+                     f"output.cache_dir={tmp_path / 'worker-cache'}")
+    assert worker.returncode == 0, (worker.stdout + worker.stderr)[-3000:]
+    lines = worker.stdout.splitlines()
+    assert next(i for i, l in enumerate(lines) if l.startswith("run dir:")) < \
+        next(i for i, l in enumerate(lines) if l.startswith("prepared data:"))
+    login = llaunch("prepare", str(QUICKSTART), *ONE, f"output.cache_dir={tmp_path / 'login-cache'}")
+    assert login.returncode == 0, login.stderr
+    entries = [sorted(p.name for p in (tmp_path / cache / "data").iterdir()) for cache in ("worker-cache", "login-cache")]
+    assert entries[0] == entries[1] and len(entries[0]) == 1
+    again = llaunch("run", str(QUICKSTART), *ONE, f"output.dir={tmp_path / 'runs2'}",
+                    f"output.cache_dir={tmp_path / 'worker-cache'}")
+    assert f"prepared data found in cache: {tmp_path / 'worker-cache' / 'data' / entries[0][0]}" in again.stdout
