@@ -1,5 +1,7 @@
 """Start-up: wall time of the light commands (target <= 0.5 s: no torch on their path) and the time
-from `llaunch run` to the first optimizer step (data already prepared, as on a second run).
+from `llaunch run` to the first optimizer step: the quickstart with its data prepared (as on a second run),
+and the SFT work of issue 18 (bench/sft_work.py) with a fresh cache and a warm one, beside a bare PyTorch
+script doing the same (tokenize, build the model, one step: bench/baselines/bare_sft_first_step.py).
 
     python bench/startup.py [--rounds 5]
 """
@@ -22,9 +24,9 @@ LLAUNCH = [PYTHON, "-m", "launcher"]
 ONE_PROCESS = ["resources.launcher=local", "resources.procs_per_node=1", "~train.global_batch_size"]
 
 
-def first_step_seconds(out: Path, cache: Path, overrides: list[str]) -> float:
+def first_step_seconds(out: Path, cache: Path, overrides: list[str], recipe: str = QUICKSTART) -> float:
     """Seconds from starting `llaunch run` to the wall-clock time rank 0 logged step 1."""
-    argv = [*LLAUNCH, "run", QUICKSTART, f"output.dir={out}", f"output.cache_dir={cache}", "train.max_steps=2",
+    argv = [*LLAUNCH, "run", recipe, f"output.dir={out}", f"output.cache_dir={cache}", "train.max_steps=2",
             "train.log_every=1", "eval.at_start=false", "output.export=false", "logging.tensorboard=false",
             *overrides]
     started = time.time()
@@ -34,6 +36,29 @@ def first_step_seconds(out: Path, cache: Path, overrides: list[str]) -> float:
     return next(row["time"] for row in rows if row["kind"] == "train" and row["step"] == 1) - started
 
 
+def sft_setup(tmp: Path) -> tuple[str, Path, Path]:
+    """The SFT recipe (one process, packing by default, no eval/export/final checkpoint), its rows and model."""
+    from sft_work import alpaca_rows, model_dir
+
+    rows = alpaca_rows(tmp / "alpaca.jsonl")
+    model = model_dir(tmp / "model", rows)
+    recipe = tmp / "sft.yaml"
+    recipe.write_text(json.dumps({
+        "name": "sft-start", "model": {"path": str(model)}, "objective": "sft",
+        "data": {"train": str(rows), "sft_format": "alpaca", "seq_len": 512, "eval_fraction": 0},
+        "train": {"max_steps": 2, "micro_batch_size": 8, "lr": 1e-4},
+        "checkpoint": {"at_end": False}, "eval": {"at_start": False}}))
+    run([*LLAUNCH, "prepare", str(recipe), f"output.cache_dir={tmp / 'sft-cache'}"])
+    return str(recipe), rows, model
+
+
+def bare_first_step_seconds(rows: Path, model: Path) -> float:
+    started = time.time()
+    done = subprocess.run([PYTHON, str(ROOT / "bench" / "baselines" / "bare_sft_first_step.py"), "--data", str(rows),
+                           "--model", str(model)], cwd=ROOT, env=ENV, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])["first_step_end"] - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
@@ -41,6 +66,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out, cache = Path(tmp) / "runs", Path(tmp) / "cache"
         run([*LLAUNCH, "prepare", QUICKSTART, f"output.cache_dir={cache}"])
+        sft_recipe, sft_rows, sft_model = sft_setup(Path(tmp))
+        fresh = iter(range(10_000))
         contenders = {
             "llaunch --help": lambda: timed([*LLAUNCH, "--help"]),
             "llaunch validate": lambda: timed([*LLAUNCH, "validate", QUICKSTART]),
@@ -48,12 +75,20 @@ def main() -> None:
             "llaunch run -> first step": lambda: first_step_seconds(out, cache, []),
             # one process without torchrun, as the peers' figures in shared/notes/peers.md were taken
             "llaunch run (local, 1 process) -> first step": lambda: first_step_seconds(out, cache, ONE_PROCESS),
+            "sft: llaunch run, fresh cache -> first step": lambda: first_step_seconds(
+                out, Path(tmp) / f"fresh-{next(fresh)}", [], sft_recipe),
+            "sft: llaunch run, warm cache -> first step": lambda: first_step_seconds(
+                out, Path(tmp) / "sft-cache", [], sft_recipe),
+            "sft: bare PyTorch script -> first step": lambda: bare_first_step_seconds(sft_rows, sft_model),
         }
         samples = alternate(contenders, args.rounds)
     result = medians(samples)
+    bare = result["sft: bare PyTorch script -> first step"]
     targets = {"llaunch --help": 0.5, "llaunch validate": 0.5, "llaunch plan": 0.5, "llaunch run -> first step": 5.0,
-               "llaunch run (local, 1 process) -> first step": 5.0}
-    rows = [[name, f"{value:.2f} s", f"<= {targets[name]} s", "yes" if value <= targets[name] else "no"]
+               "llaunch run (local, 1 process) -> first step": 5.0,
+               "sft: llaunch run, fresh cache -> first step": bare, "sft: llaunch run, warm cache -> first step": 5.0,
+               "sft: bare PyTorch script -> first step": bare}
+    rows = [[name, f"{value:.2f} s", f"<= {targets[name]:.2f} s", "yes" if value <= targets[name] else "no"]
             for name, value in result.items()]
     print(table(rows, ["command", "median wall time", "target", "met"]))
     save("startup", {"median_seconds": result, "samples": samples})
