@@ -41,14 +41,22 @@ def best_checkpoint(root: Path) -> tuple[int, Path] | None:
     return marked[-1] if marked else None
 
 
-def describe(root: Path) -> list[dict]:
-    """One row per checkpoint dir: step, bytes, complete, whether resume would use it, whether it is the best."""
-    newest = latest_complete(root)
+def describe(root: Path, verify: bool = False) -> list[dict]:
+    """One row per checkpoint dir: step, bytes, complete, whether resume would use it, whether it is the best;
+    with `verify`, also "damaged": the first file that does not read back as written (None when all do)."""
+    from launcher.checksums import check
+
     best = best_checkpoint(root)
     rows = []
     for step, path in _steps(root):
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-        rows.append({"step": step, "path": str(path), "bytes": size, "complete": (path / MARKER).is_file(),
-                     "resume": newest is not None and newest[1] == path,
-                     "best": best is not None and best[1] == path})
+        complete = (path / MARKER).is_file()
+        row = {"step": step, "path": str(path), "bytes": size, "complete": complete,
+               "best": best is not None and best[1] == path}
+        if verify:
+            row["damaged"] = check(path) if complete else None
+        rows.append(row)
+    usable = [row for row in rows if row["complete"] and not row.get("damaged")]
+    for row in rows:
+        row["resume"] = bool(usable) and row is usable[-1]
     return rows

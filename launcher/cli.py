@@ -163,20 +163,25 @@ def _cmd_checkpoints(args) -> int:
     from launcher.rundir import RunDir
 
     run = RunDir.open(args.run_dir)
-    rows = describe(run.checkpoints)
+    rows = describe(run.checkpoints, verify=args.verify)
+    damaged = [row for row in rows if row.get("damaged")]
     if args.json:
         print(json.dumps(rows, indent=1))
-        return 0
+        return 1 if damaged else 0
     if not rows:
         print(f"no checkpoints in {run.checkpoints}")
         return 0
     print(f"{'step':>8}  {'size':>10}  {'state':<10}  path")
     for row in rows:
-        state = "complete" if row["complete"] else "INCOMPLETE"
+        state = "DAMAGED" if row.get("damaged") else "complete" if row["complete"] else "INCOMPLETE"
         mark = "  <- resume uses this" if row["resume"] else ""
         mark += "  <- BEST" if row.get("best") else ""
+        mark += f"  <- {row['damaged']}" if row.get("damaged") else ""
         print(f"{row['step']:>8}  {row['bytes'] / 2**20:>8.1f}MB  {state:<10}  {row['path']}{mark}")
-    return 0
+    if args.verify:
+        checked = sum(row["complete"] for row in rows)
+        print(f"verified {checked} complete checkpoint(s): " + (f"{len(damaged)} damaged" if damaged else "all intact"))
+    return 1 if damaged else 0
 
 
 def _cmd_report(args) -> int:
@@ -290,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     checkpoints = sub.add_parser("checkpoints", help="list a run's checkpoints and which one resume uses")
     checkpoints.add_argument("run_dir")
     checkpoints.add_argument("--json", action="store_true")
+    checkpoints.add_argument("--verify", action="store_true",
+                             help="read every file back and compare it with the checksums recorded at save")
     checkpoints.set_defaults(func=_cmd_checkpoints)
     plan = with_where(with_recipe("plan", _cmd_plan, "show the resolved recipe and the exact commands (or job "
                                   "script), run nothing"))

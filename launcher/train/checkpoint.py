@@ -1,9 +1,12 @@
 """Checkpoints: sharded model/optimizer state (through the engine) + trainer state + per-rank RNG.
 
 A checkpoint counts only once every rank has written and rank 0 has put the COMPLETE marker in
-place by atomic rename. Resume takes the newest complete one; incomplete ones are removed. With
-`checkpoint.async`, the state is staged in memory and written by a background thread; the marker
-follows once every rank's write has finished, so training never waits on the disk.
+place by atomic rename. The marker records the size and crc32 of every file (launcher/checksums.py):
+each rank hashes what it wrote right after writing it, and rank 0 gathers them into the marker. Resume
+takes the newest complete one whose files read back as written (each rank checks a share), falling back
+past a damaged one; incomplete ones are removed. With `checkpoint.async`, the state is staged in memory
+and written (then hashed) by background threads; the marker follows once every rank's write has
+finished, so training never waits on the disk.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import torch.distributed as dist
 
 from launcher.checkpoints import (BEST, MARKER, best_checkpoint, complete_checkpoints, incomplete_checkpoints,
                                   latest_complete, step_dir)
+from launcher.checksums import Manifest, check, content_files, crc32_bytes, hash_files, marker_text, own_files, recorded
 from launcher.errors import RunError
 from launcher.train.distributed import Dist
 from launcher.train.engines.base import Engine
@@ -48,7 +53,8 @@ class Checkpointer:
         # from this thread, while the writer's are in flight, can pair up differently on each rank (a hang)
         self._group = dist.new_group(backend="gloo") if self.use_async else None
         self._control = dist.new_group(backend="gloo") if self.use_async else None
-        self._pending = None  # (future, path, payload) of an async save not yet marked complete
+        self._hasher = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-crc") if self.use_async else None
+        self._pending = None  # (future of this rank's checksums, path, payload) of an async save not yet marked complete
         self.last_step = -1
 
     def save(self, state: TrainerState, best: bool = False) -> None:
@@ -64,19 +70,20 @@ class Checkpointer:
         payload = {"trainer": asdict(state), "scheduler": self.engine.scheduler.state_dict(), "best": best}
         try:
             if self.use_async:
-                future = self.engine.async_save(path, self._group)
+                written = self.engine.async_save(path, self._group)
             else:
                 self.engine.save(path)
             torch.save(_rng_state(), path / f"rng-rank{self.d.rank}.pt")
+            own = None if self.use_async else own_files(path, self.d.rank)
         except BaseException as exc:  # noqa: BLE001 - DCP raises CheckpointException, a BaseException
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             self._fail(path, exc)
         self.last_step = state.step
         if self.use_async:
-            self._pending = (future, path, payload)
+            self._pending = (self._hasher.submit(_hash_when_written, written, path, self.d.rank), path, payload)
         else:
-            self._finish(path, payload)
+            self._finish(path, payload, own)
 
     def poll(self) -> None:
         """Called at every step boundary: marks an async save complete once every rank's write is done."""
@@ -93,24 +100,29 @@ class Checkpointer:
         future, path, payload = self._pending
         self._pending = None
         try:
-            future.result()
+            own = future.result()
         except BaseException as exc:  # noqa: BLE001 - DCP raises CheckpointException, a BaseException
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             self._fail(path, exc)
-        self._finish(path, payload)
+        self._finish(path, payload, own)
 
     def abandon(self) -> None:
         """After a failure: no collective (the other ranks may be gone), no marker; resume ignores the
         unfinished checkpoint and removes it."""
         self._pending = None
 
-    def _finish(self, path: Path, payload: dict) -> None:
-        dist.barrier(group=self._group)
+    def _finish(self, path: Path, payload: dict, own: Manifest) -> None:
+        gathered: list[Manifest | None] = [None] * dist.get_world_size(self._group)
+        dist.all_gather_object(gathered, own, group=self._group)  # also the barrier: every rank has written
         if self.d.is_main:
-            (path / STATE_FILE).write_text(json.dumps(payload, indent=1))
+            files = {name: entry for part in gathered for name, entry in part.items()}
+            state = json.dumps(payload, indent=1).encode()
+            (path / STATE_FILE).write_bytes(state)
+            files[STATE_FILE] = [len(state), crc32_bytes(state)]
+            files.update(hash_files(path, [n for n in content_files(path) if n not in files]))  # none expected
             tmp = path / f".{MARKER}.tmp"
-            tmp.write_text(f"step {payload['trainer']['step']}\n")
+            tmp.write_text(marker_text(payload["trainer"]["step"], files))
             os.replace(tmp, path / MARKER)
             if payload.get("best"):
                 _mark_best(self.root, path)
@@ -123,6 +135,25 @@ class Checkpointer:
         previous = latest_complete(self.root)
         kept = f"; the newest complete checkpoint {previous[1]} is intact" if previous else ""
         raise RunError(f"checkpoint {path}: save failed: {cause}{kept}") from None
+
+
+def newest_intact(root: Path, d: Dist, log) -> tuple[int, Path] | None:
+    """Collective: the newest complete checkpoint whose files read back as written (each rank reads a share
+    of them); one log line for each damaged one passed over."""
+    for step, path in reversed(complete_checkpoints(root)):
+        names = sorted(recorded(path) or {})
+        problems: list[str | None] = [None] * d.world_size
+        dist.all_gather_object(problems, check(path, names[d.rank::d.world_size]))
+        problem = next((p for p in problems if p), None)
+        if problem is None:
+            return step, path
+        log(f"checkpoint {path} is damaged ({problem}): skipped, resuming from the complete one before it")
+    return None
+
+
+def _hash_when_written(written: Future, path: Path, rank: int) -> Manifest:
+    written.result()
+    return own_files(path, rank)
 
 
 def load(engine: Engine, path: Path, d: Dist) -> TrainerState:

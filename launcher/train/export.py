@@ -12,6 +12,7 @@ import torch.distributed.checkpoint as dcp
 from transformers import AutoTokenizer
 
 from launcher.checkpoints import DEEPSPEED_DIR, best_checkpoint, complete_checkpoints, step_dir
+from launcher.checksums import check
 from launcher.errors import UserError
 from launcher.rundir import OBJECTIVE_FILE, RunDir, read_objective
 from launcher.train.dtypes import DTYPES
@@ -84,6 +85,10 @@ def export_checkpoint(run: RunDir, step: int | None, out: Path | None, dtype: st
         raise UserError(f"--merge-lora: {run.path} trained method.type={run.load_recipe().method.type}, which has no "
                         f"adapter to merge; leave --merge-lora out")
     step, path = pick_checkpoint(run, step, best)
+    damaged = check(path)
+    if damaged:
+        raise UserError(f"{path}: damaged, {damaged}; export another step with --step "
+                        f"(llaunch checkpoints {run.path} --verify lists the intact ones)")
     out = out or run.path / "exports" / f"step-{step:06d}"
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out {out}: exists and is not empty; choose another directory")

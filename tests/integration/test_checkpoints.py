@@ -279,3 +279,35 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint(small_disk, cache
     assert complete == ["step-000010"]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000010"]  # the torn one is gone
     assert json.loads((run / "result.json").read_text())["status"] == "failed"
+
+
+def test_a_damaged_checkpoint_is_reported_refused_by_export_and_skipped_by_resume(tmp_path, reference):
+    """One flipped byte in the newest checkpoint (bit rot): --verify names the file, export refuses it in one
+    line, resume falls back to the checkpoint before it and ends bitwise where the uninterrupted run did."""
+    run = interrupted_copy(reference, tmp_path, keep=STEPS)
+    newest = run / "checkpoints" / f"step-{STEPS:06d}"
+    marker = json.loads((newest / "COMPLETE").read_text())
+    assert {"__0_0.distcp", "__1_0.distcp", ".metadata", "rng-rank0.pt", "rng-rank1.pt",
+            "trainer_state.json"} <= set(marker["files"])
+    shard = newest / "__1_0.distcp"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    shard.write_bytes(bytes(data))
+
+    listing = llaunch("checkpoints", str(run), "--verify")
+    assert listing.returncode == 1
+    [bad] = [line for line in listing.stdout.splitlines() if "DAMAGED" in line]
+    assert newest.name in bad and "__1_0.distcp reads back with crc32" in bad
+    assert f"step-{STEPS - 10:06d}  <- resume uses this" in listing.stdout
+
+    exported = llaunch("export", str(run), "--out", str(tmp_path / "exported"))
+    assert exported.returncode == 2 and not (tmp_path / "exported").exists()
+    assert exported.stderr.count("\n") == 1 and "__1_0.distcp" in exported.stderr and "damaged" in exported.stderr
+
+    resumed = llaunch("resume", str(run))
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert f"checkpoint {newest} is damaged (__1_0.distcp" in resumed.stdout
+    assert f"resumed from {run}/checkpoints/step-{STEPS - 10:06d}" in resumed.stdout
+    expected, got = weights(reference), weights(run)
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+    assert llaunch("checkpoints", str(run), "--verify").returncode == 0
