@@ -10,6 +10,20 @@ from pydantic import Field, field_validator, model_validator
 from launcher.recipe.sections import Section, as_list
 
 
+class HangSpec(Section):
+    """When a run counts as hung (a step, or a collective inside it, that does not end): every rank then writes
+    its Python stacks to logs/hang-step-N-rank-R.txt and the run ends with exit code 3."""
+
+    factor: float = Field(
+        10.0, ge=1.5, le=1000, description="A step longer than this many times the median of the recent steps hangs."
+    )
+    min_seconds: float = Field(300.0, gt=0, description="A step is never a hang before this many seconds.")
+    startup_seconds: float = Field(
+        1800.0, gt=0, description="The limit until 3 steps are timed, and around evaluations and saves (start-up: "
+        "model load, compile)."
+    )
+
+
 class ResourcesSpec(Section):
     launcher: Literal["local", "torchrun", "deepspeed", "slurm"] = Field(
         "torchrun",
@@ -36,6 +50,10 @@ class ResourcesSpec(Section):
     )
     max_restarts: int = Field(
         0, ge=0, le=1000, description="torchrun restarts all workers this often after a failure (they resume)."
+    )
+
+    hang_timeout: HangSpec = Field(
+        default_factory=HangSpec, description="The hang watchdog: a multiple of the median step time, with a floor."
     )
 
     _hosts = field_validator("hosts", mode="before")(as_list)

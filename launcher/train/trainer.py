@@ -39,6 +39,7 @@ from launcher.train.progress import TrainProgress
 from launcher.train.sample_log import SampleLog
 from launcher.train.sampling import GlobalOrder, micro_batch_start
 from launcher.train.stop import StopRequest
+from launcher.train.watchdog import Watchdog
 from launcher.train.token_budget import budget_groups
 
 FAIL_AT_STEP = "LLAUNCH_FAIL_AT_STEP"  # tests: "N" or "N:RANK" raises inside step N on that rank (default 0)
@@ -65,7 +66,7 @@ class Trainer:
         self.state = self._resume()
         self._agreement = _StepAgreement(self.stop, d)
         self._fail_at = _injected_failure(d.rank)
-        self.metrics = self.progress = self.checkpointer = self.sample_log = None  # opened by run()
+        self.metrics = self.progress = self.checkpointer = self.sample_log = self.watchdog = None  # opened by run()
 
     def _write_objective(self, directory) -> None:
         r = self.recipe
@@ -118,14 +119,17 @@ class Trainer:
                                                     r.checkpoint.async_, d)
         self.sample_log = SampleLog(run, d) if r.logging.sample_ids else None
         self.window = _Window(d.device)
+        self.watchdog = Watchdog(r.resources.hang_timeout, run, d.rank, self.log)
 
     def _train(self) -> dict:
         if self.state.step == 0 and self.recipe.eval.at_start:
             self.evaluate(0)
         self.engine.model.train()  # once: evaluation puts back the mode it found (a module walk per step was 0.6%)
         while self.state.step < self.recipe.train.max_steps:
+            self.watchdog.started(self.state.step + 1)
             if not self._step():
                 return self._stopped()
+            self.watchdog.finished()
             self._log_if_due()
             verdict = self._evaluate_if_due()
             self._save_if_due(verdict)
@@ -239,7 +243,7 @@ class Trainer:
                 self.checkpointer.abandon()
             else:
                 self.checkpointer.wait()
-        for part in (self.progress, self.metrics, self.sample_log):
+        for part in (self.progress, self.metrics, self.sample_log, self.watchdog):
             if part:
                 part.close()
 
