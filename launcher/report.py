@@ -49,6 +49,20 @@ def render(run: RunDir, out: Path) -> Path:
     return out
 
 
+def _speed(train: list[dict]) -> list[str]:
+    """Median tokens/s (all processes together) and MFU over the logged windows, the first one left out when
+    there are others (it holds the start-up: compilation, caches, the first allocations)."""
+    windows = train[1:] or train
+    speeds = sorted(row["tokens_per_s"] for row in windows if "tokens_per_s" in row)
+    if not speeds:
+        return []
+    line = f"{'speed':<10} {speeds[len(speeds) // 2]:,.0f} tokens/s"
+    mfus = sorted(row["mfu"] for row in windows if "mfu" in row)
+    if mfus:
+        line += f", MFU {mfus[len(mfus) // 2]:.1%}"
+    return [line + f" (median of {len(speeds)} logged window(s))"]
+
+
 def summary(run: RunDir, seconds: float | None = None, code: int | None = None) -> str:
     """What a run did, from its run dir: printed by `llaunch report`, and at the end of `llaunch run`
     (then headed by the wall time and exit code of that start)."""
@@ -71,6 +85,7 @@ def summary(run: RunDir, seconds: float | None = None, code: int | None = None) 
         minutes = (train[-1]["time"] - rows[0]["time"]) / 60
         tokens = train[-1].get("consumed_samples", 0) * recipe.data.seq_len
         lines.append(f"{'time':<10} {minutes:.1f} min logged; {tokens:,} tokens seen; last loss {train[-1]['loss']:.4f}")
+        lines += _speed(train)
     if evals:
         first, last = evals[0], evals[-1]
         ppl = f", perplexity {math.exp(min(last['loss'], 50)):.2f}" if "perplexity" in last else ""

@@ -27,6 +27,7 @@ def run_status(run: RunDir, ask_scheduler: bool = True) -> dict[str, Any]:
         "state": state.state, "reason": state.reason,
         "nodes": resources.get("nodes", 1), "procs_per_node": resources.get("procs_per_node", 1),
         "step": row["step"] if row else 0, "max_steps": max_steps, "loss": row["loss"] if row else None,
+        "mfu": row.get("mfu") if row else None,
         "checkpoint": newest[0] if newest else None, "restarts": state.restarts,
         "result": result.status if result else None,
     }
@@ -45,9 +46,15 @@ def table(rows: list[dict[str, Any]]) -> str:
             return f"{value}/{row['max_steps']}"
         if key == "loss":
             return "-" if value is None else f"{value:.4f}"
+        if key == "mfu":
+            return "-" if value is None else f"{value:.1%}"
         return "-" if value is None else str(value)
 
-    cells = [[title for _, title in COLUMNS]] + [[cell(row, key) for key, _ in COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    columns = COLUMNS
+    if any(row.get("mfu") is not None for row in rows):  # a GPU run (or logging.peak_tflops): MFU after the loss
+        at = [key for key, _ in COLUMNS].index("loss") + 1
+        columns = COLUMNS[:at] + (("mfu", "MFU"),) + COLUMNS[at:]
+    cells = [[title for _, title in columns]] + [[cell(row, key) for key, _ in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)
 

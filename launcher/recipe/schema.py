@@ -84,6 +84,11 @@ class LoggingSpec(Section):
     progress: Literal["auto", "bar", "lines"] = Field(
         "auto", description="auto: a live bar on a terminal, plain lines otherwise."
     )
+    peak_tflops: float | None = Field(
+        None, gt=0, description="One device's peak TFLOP/s for the MFU in the logs (model FLOPs utilisation); "
+        "default: the dense bf16 peak of a known GPU (H100 989, H200 989, A100 312, L40S 362, ...); unset on a "
+        "CPU or an unknown device: no MFU."
+    )
 
 
 class OutputSpec(Section):

@@ -25,10 +25,12 @@ class TrainProgress:
             self._task = self._bar.add_task("train", total=total, completed=start, stats="")
             self._bar.start()
 
-    def update(self, step: int, loss: float, lr: float, tokens_per_s: float) -> None:
+    def update(self, step: int, loss: float, lr: float, tokens_per_s: float, mfu: float | None = None) -> None:
         if not self.enabled:
             return
         stats = f"loss {loss:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s"
+        if mfu is not None:
+            stats += f"  MFU {mfu:.1%}"
         if self._bar is not None:
             self._bar.update(self._task, completed=step, stats=stats)
         else:
