@@ -31,6 +31,7 @@ from launcher.train.evaluation.best import BestTracker, Verdict
 from launcher.train.evaluation.during_training import TrainingEvaluator
 from launcher.train.methods import Method
 from launcher.train.metrics import Metrics
+from launcher.train.mfu import run_mfu
 from launcher.train.model import build_model
 from launcher.train.objectives import build_objective
 from launcher.train.objectives.base import to_device
@@ -194,10 +195,11 @@ class Trainer:
         w, engine = self.window, self.engine
         loss_sum, tokens, slots = sum_all([w.loss.item() / w.steps, w.tokens, w.slots], self.d.device)
         loss, tokens_per_s = loss_sum / self.d.world_size, tokens / max(time.time() - w.start, 1e-9)
+        mfu = run_mfu(r, engine.unwrapped(), self.d.device, self.d.world_size, tokens_per_s)
         self.metrics.log("train", s.step, loss=loss, lr=engine.lr(), grad_norm=float(w.grad_norm),
                          tokens_per_s=tokens_per_s, nonpad_fraction=tokens / max(slots, 1),
-                         consumed_samples=s.consumed_samples)
-        self.progress.update(s.step, loss, engine.lr(), tokens_per_s)
+                         consumed_samples=s.consumed_samples, **({"mfu": mfu} if mfu is not None else {}))
+        self.progress.update(s.step, loss, engine.lr(), tokens_per_s, mfu)
         self.window = _Window(self.d.device)
 
     def _evaluate_if_due(self) -> Verdict:
