@@ -6,7 +6,7 @@ import shutil
 import time
 from pathlib import Path
 
-from launcher import prepared_index
+from launcher.data import cache_index
 from launcher.backends.base import Backend, backend_for
 from launcher.errors import UserError
 from launcher.preflight import preflight
@@ -20,14 +20,14 @@ def prepare_data(recipe: Recipe, here: bool = True) -> None:
     """Tokenizer + tokenized, packed data into the cache (what `llaunch prepare` does on a login node).
     `here=False`: only say whether it is prepared; the workers prepare it, in the processes that import
     torch and transformers anyway (one heavy import per process)."""
-    found = prepared_index.lookup(recipe)  # prepared before: no torch/transformers imports here
+    found = cache_index.lookup(recipe)  # prepared before: no torch/transformers imports here
     if found is None and not here:
         return
     if found is None:
-        from launcher.train.prepare import prepare  # heavy imports only when there is work to do
+        from launcher.data.prepare import prepare  # heavy imports only when there is work to do
 
         prepared = prepare(recipe)
-        prepared_index.record(recipe, prepared.dir)
+        cache_index.record(recipe, prepared.dir)
         if not prepared.cached:
             return
         found = prepared.dir

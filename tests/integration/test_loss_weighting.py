@@ -136,7 +136,7 @@ def _model_path(run: Path) -> str:
 def _prepared_columns(run: Path) -> dict:
     """The run's prepared training columns, from the data cache its recipe names."""
     from launcher.recipe import load_recipe
-    from launcher.train.prepare import prepare
+    from launcher.data.prepare import prepare
 
     recipe = load_recipe(run / "recipe.yaml")
     return prepare(recipe, log=lambda _: None).split("train")

@@ -17,7 +17,7 @@ from launcher.recipe import load_recipe
 from launcher.train.model import build_model
 from launcher.train.objectives import build_objective
 from launcher.train.objectives.base import IGNORE
-from launcher.train.prepare import prepare
+from launcher.data.prepare import prepare
 from tests.conftest import llaunch, run_dirs
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from launcher.train.sampling import GlobalOrder, micro_batch_start
+from launcher.data.order import GlobalOrder, micro_batch_start
 
 pytestmark = pytest.mark.unit
 

@@ -18,7 +18,7 @@ import yaml
 from launcher.recipe import load_recipe
 from launcher.train.objectives import build_objective
 from launcher.train.objectives.base import IGNORE
-from launcher.train.prepare import prepare
+from launcher.data.prepare import prepare
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit

@@ -36,7 +36,7 @@ def evaluate_target(target: str, data: list[str], split: str | None, step: int |
                     objective_name: str | None, micro: int, max_batches: int | None) -> Report:
     from launcher.train.evaluation.evaluator import evaluate
     from launcher.train.objectives import build_objective
-    from launcher.train.prepare import read_split
+    from launcher.data.prepare import read_split
 
     path = Path(target)
     if (path / "recipe.yaml").is_file():

@@ -16,8 +16,8 @@ from transformers import PreTrainedTokenizerBase
 
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
-from launcher.train.objectives.rows import Rows
-from launcher.train.objectives.store import Ragged
+from launcher.data.rows import Rows
+from launcher.data.store import Ragged
 
 IGNORE = -100  # label value the losses skip
 

@@ -9,7 +9,7 @@ import torch
 
 from launcher.errors import UserError
 from launcher.train.objectives.base import Objective
-from launcher.train.objectives.rows import Rows
+from launcher.data.rows import Rows
 
 
 def tokenize_documents(rows: Rows, column: str, tokenizer, num_proc: int, separator: int | None):

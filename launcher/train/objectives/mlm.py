@@ -16,7 +16,7 @@ import torch
 from launcher.errors import UserError
 from launcher.train.objectives.base import IGNORE, EvalOutput, Objective, loss_metrics
 from launcher.train.objectives.clm import pack, tokenize_documents
-from launcher.train.objectives.rows import Rows
+from launcher.data.rows import Rows
 
 TRAIN_STREAM, EVAL_STREAM = 1, 2
 

@@ -14,8 +14,8 @@ from transformers import DataCollatorWithPadding
 from launcher.errors import UserError
 from launcher.train.evaluation.scores import squad_scores
 from launcher.train.objectives.base import EvalOutput, Objective, loss_metrics
-from launcher.train.objectives.rows import Rows, bad_row, text_value
-from launcher.train.objectives.store import Ragged
+from launcher.data.rows import Rows, bad_row, text_value
+from launcher.data.store import Ragged
 
 MAX_ANSWER_TOKENS = 30
 TOP_K = 20

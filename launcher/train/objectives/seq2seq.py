@@ -14,8 +14,8 @@ from transformers import DataCollatorForSeq2Seq
 
 from launcher.train.evaluation.scores import bleu, rouge
 from launcher.train.objectives.base import ensure_eos, IGNORE, EvalOutput, Objective, check_length, loss_metrics
-from launcher.train.objectives.rows import Rows, text_value
-from launcher.train.objectives.store import Ragged
+from launcher.data.rows import Rows, text_value
+from launcher.data.store import Ragged
 
 
 class Seq2Seq(Objective):

@@ -9,8 +9,8 @@ from transformers import DataCollatorWithPadding
 
 from launcher.train.evaluation.scores import classification_scores
 from launcher.train.objectives.base import (EvalOutput, Objective, check_length, declared_or_seen, loss_metrics)
-from launcher.train.objectives.rows import Rows, bad_row, text_value
-from launcher.train.objectives.store import Ragged
+from launcher.data.rows import Rows, bad_row, text_value
+from launcher.data.store import Ragged
 
 
 class SequenceClassification(Objective):

@@ -27,8 +27,8 @@ from launcher.errors import UserError
 from launcher.train.evaluation.scores import exact_match
 from launcher.train.objectives.base import ensure_eos, IGNORE, EvalOutput, Objective, check_length, loss_metrics, pad_rows
 from launcher.train.objectives.chat import alpaca_messages, check_messages, segments, template_for, turn_end_id
-from launcher.train.objectives.rows import Rows, bad_row, text_value
-from launcher.train.objectives.store import Ragged
+from launcher.data.rows import Rows, bad_row, text_value
+from launcher.data.store import Ragged
 
 
 class InstructionTuning(Objective):

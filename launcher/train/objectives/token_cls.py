@@ -13,8 +13,8 @@ from transformers import DataCollatorForTokenClassification
 
 from launcher.train.evaluation.scores import entity_scores
 from launcher.train.objectives.base import IGNORE, EvalOutput, Objective, check_length, declared_or_seen, loss_metrics
-from launcher.train.objectives.rows import Rows, bad_row
-from launcher.train.objectives.store import Ragged
+from launcher.data.rows import Rows, bad_row
+from launcher.data.store import Ragged
 
 
 class TokenClassification(Objective):

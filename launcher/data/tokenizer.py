@@ -10,7 +10,7 @@ from transformers import AutoTokenizer, LlamaTokenizer, PreTrainedTokenizerBase
 
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
-from launcher.train.hashing import digest, files_digest
+from launcher.data.fingerprint import digest, files_digest
 
 
 def load_tokenizer(recipe: Recipe, cache_dir: Path) -> PreTrainedTokenizerBase:

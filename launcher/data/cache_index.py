@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from launcher.recipe.schema import Recipe
-from launcher.train.hashing import digest, files_digest
+from launcher.data.fingerprint import digest, files_digest
 
 # of the prepared arrays; a change gives every recipe a new cache entry (v3: sft replies end as the template
 # ends the turn, with one EOS)

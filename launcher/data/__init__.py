@@ -1,0 +1,6 @@
+"""Data: reading split files, tokenizer loading, preparation into the content-keyed cache, the prepared
+store (memory-mapped columns), the cache index and the global sample order.
+
+Used by the launcher (`llaunch prepare`, the cache look-up before a launch) and by the workers alike;
+nothing here imports torch. Preparation hands rows to the objective's `encode` (launcher/train/objectives).
+"""
