@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from launcher.data.order import GlobalOrder, micro_batch_start
 from launcher.recipe.changes import training_hash
 from launcher.recipe.schema import Recipe
 from launcher.rundir import RunDir, write_objective
@@ -38,7 +39,6 @@ from launcher.train.objectives.base import to_device
 from launcher.train.prepare import prepare_on_rank0
 from launcher.train.progress import TrainProgress
 from launcher.train.sample_log import SampleLog
-from launcher.train.sampling import GlobalOrder, micro_batch_start
 from launcher.train.stop import StopRequest
 from launcher.train.watchdog import Watchdog
 from launcher.train.token_budget import budget_groups
