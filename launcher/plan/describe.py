@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from importlib.util import find_spec
 
 from launcher.plan.launch_plan import LaunchPlan
 from launcher.recipe.schema import Recipe, TrainSpec
@@ -26,6 +27,7 @@ def describe(source: str, recipe: Recipe, plan: LaunchPlan) -> str:
         f"batch     micro {t.micro_batch_size} x accum {recipe.grad_accum} x world {recipe.world_size} = "
         f"{_per_step(recipe)} per step, {t.max_steps} steps",
         f"optimizer {_optimizer(t)}",
+        *([f"attention {_packed_attention(recipe)}"] if recipe.objective == "sft" and recipe.data.packing else []),
         f"launch    {plan.launcher}: {plan.nodes} node(s) x {plan.procs_per_node} process(es), device {r.device}",
         "commands:",
     ]
@@ -61,3 +63,17 @@ def _optimizer(t: TrainSpec) -> str:
     decay = f"weight decay {t.weight_decay:g}" + (" (none on biases and norms)" if t.weight_decay else "")
     return (f"AdamW lr {t.lr:g}, betas ({t.betas[0]:g}, {t.betas[1]:g}), eps {ADAM_EPS:g}, {decay}, "
             f"warmup {t.warmup_steps} steps, {t.schedule} schedule, {clip}")
+
+
+def _packed_attention(recipe: Recipe) -> str:
+    """The kernel that keeps packed examples apart (launcher/train/packed_attention.py picks it per call)."""
+    cpu = "one causal SDPA per example"
+    if recipe.resources.device == "cpu":
+        return f"packed rows: {cpu} (FlexAttention has no backward on CPU)"
+    half = recipe.parallel.mixed_precision != "fp32" or recipe.model.dtype in ("bfloat16", "float16")
+    if half and find_spec("flash_attn"):
+        gpu = "flash-attn varlen"
+    else:
+        gpu = "FlexAttention, document mask " + ("(flash-attn not installed here)" if half else
+                                                  "(fp32 compute; flash-attn needs bf16/fp16)")
+    return f"packed rows: {gpu} on CUDA" + (f"; {cpu} on CPU" if recipe.resources.device == "auto" else "")
