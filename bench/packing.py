@@ -4,7 +4,15 @@ longest row, on SFT chat rows whose lengths vary by 10x (as real instruction dat
 Both contenders train the same examples in the same order with the same micro batch; the worker logs
 the non-padding fraction of what it fed the model and the non-padding tokens/s.
 
+--attention compares the kernels that keep packed examples apart (launcher/train/packed_attention.py) on the
+same model and rows of 8 examples of 30-300 tokens, alternating: the per-example SDPA loop, FlexAttention with a
+document mask and, on CUDA with flash-attn installed, flash-attn's varlen kernel. On CPU the step is the
+forward only (FlexAttention has no backward there) and FlexAttention runs unfused (compiling it for varying
+row lengths fails in torch 2.13); on CUDA forward + backward in bf16, FlexAttention compiled. Each path's
+per-example loss is checked against the examples run alone. Writes bench/results/packing_attention.json.
+
     python bench/packing.py [--rounds 3]
+    python bench/packing.py --attention [--rounds 3]
 """
 
 from __future__ import annotations
@@ -50,7 +58,13 @@ def measure(out: Path, cache: Path, data: Path, packing: bool) -> tuple[float, f
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--attention", action="store_true", help="compare the packed attention kernels")
     args = parser.parse_args()
+    if args.attention:
+        from packing_attention import compare
+
+        save("packing_attention", compare(args.rounds))
+        return
     fractions: dict[str, list[float]] = {"packing": [], "padding": []}
     with tempfile.TemporaryDirectory() as tmp:
         out, cache, data = Path(tmp) / "runs", Path(tmp) / "cache", Path(tmp) / "rows.jsonl"
