@@ -11,8 +11,8 @@ picked per call by where the tensors are (packed_path):
   one kernel per layer that skips the blocks between examples;
 - CPU: one causal SDPA per example. FlexAttention has no backward on CPU (torch 2.13 raises
   NotImplementedError; pytorch/pytorch#169646, #148752), its unfused eager forward materialises the whole
-  row's scores (0.4-0.5x this loop's tokens/s, bench/results/packing_attention.json), and compiling it for varying row lengths fails
-  in inductor's C++ template.
+  row's scores (0.4-0.5x this loop's tokens/s, bench/results/packing_attention.json), and compiling it for
+  varying row lengths fails in inductor's C++ template.
 LLAUNCH_PACKED_ATTENTION=loop|flex|flash forces one (benchmarks and tests; flex on CPU: forward only).
 Registered under its own name through transformers' attention interface.
 """
