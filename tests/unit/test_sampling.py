@@ -37,3 +37,48 @@ def test_each_epoch_visits_every_block_once_in_a_new_order():
     assert sorted(first) == sorted(second) == list(range(10))
     assert not np.array_equal(first, second)
     assert np.array_equal(order.indices(5, 10), np.concatenate([first[5:], second[:5]]))
+
+
+def test_a_billion_samples_cost_no_memory_and_repeat_nothing_within_an_epoch():
+    import resource
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    order = GlobalOrder(size=10**9, seed=7)
+    first = order.indices(0, 10**6)
+    assert len(np.unique(first)) == 10**6 and first.min() >= 0 and first.max() < 10**9
+    late = order.indices(10**9 - 500_000, 10**6)  # across the end of epoch 0
+    assert len(np.unique(late[:500_000])) == 500_000 and len(np.unique(late[500_000:])) == 500_000
+    assert np.array_equal(late[500_000:], GlobalOrder(size=10**9, seed=7).indices(10**9, 500_000))
+    began = time.perf_counter()
+    for step in range(100):
+        order.indices(123_456_789 + step * 1024, 1024)
+    assert (time.perf_counter() - began) / 100 < 1e-3  # per global batch of 1024
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: the 10^6 arrays only
+
+
+def test_small_orders_are_permutations():
+    for size in (1, 2, 3, 5, 17, 1000, 4097):
+        assert sorted(GlobalOrder(size=size, seed=1).indices(0, size)) == list(range(size))
+
+
+def test_mixture_proportions_follow_the_weights():
+    order = GlobalOrder([1000, 50, 7], seed=5, weights=[0.7, 0.2, 0.1])
+    indices = order.indices(0, 10**5)
+    counts = np.bincount(np.searchsorted(order.offsets, indices, side="right") - 1, minlength=3) / 10**5
+    assert np.allclose(counts, [0.7, 0.2, 0.1], atol=0.01)
+    assert np.array_equal(np.bincount(order.sources(0, 10**5), minlength=3) / 10**5, counts)
+    assert order.consumed(10**5) == [int(c) for c in np.round(counts * 10**5)]
+    assert order.consumed(12_345) == np.bincount(order.sources(0, 12_345), minlength=3).tolist()
+    small = indices[:10_000][indices[:10_000] >= 1050]  # a round's 1000 draws of the 7-sample source: 142.9 epochs
+    assert set(np.bincount(small - 1050).tolist()) == {142, 143}
+
+
+def test_mixture_gives_same_samples_at_any_world_size():
+    order = GlobalOrder([40, 25], seed=3, weights=[0.6, 0.4])
+    assert (samples_seen(world=2, accum=1, micro=4, steps=30, order=order)
+            == samples_seen(world=1, accum=2, micro=4, steps=30, order=order))
+
+
+def test_a_plain_list_is_one_source_in_the_single_source_order():
+    assert np.array_equal(GlobalOrder([30], seed=2).indices(0, 90), GlobalOrder(30, seed=2).indices(0, 90))
