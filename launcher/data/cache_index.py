@@ -60,6 +60,7 @@ def _sources_key(recipe: Recipe) -> str:
         files = [str(directory / name) for name in TOKENIZER_FILES if (directory / name).is_file()]
         source = ("dir", [Path(f).name for f in files], files_digest(files))
     template = [data.chat_template_file] if data.chat_template_file else []
-    settings = data.model_dump(mode="json", exclude={"train", "eval", "num_proc", "chat_template_file"})
+    settings = data.model_dump(mode="json", exclude={"train", "eval", "num_proc", "chat_template_file", "weights"})
     return digest(files_digest(data.train), files_digest(data.eval), files_digest(template), source, settings,
+                  data.weights is not None,
                   recipe.train.seed, recipe.objective, recipe.model.trust_remote_code, FORMAT_VERSION)

@@ -21,7 +21,8 @@ from launcher.errors import UserError
 from launcher.data.cache_index import FORMAT_VERSION, cache_root
 from launcher.data.fingerprint import digest, files_digest
 from launcher.data.rows import Rows, file_kind, read_rows
-from launcher.data.store import load_split, save_split
+from launcher.data.order import GlobalOrder
+from launcher.data.store import concat_columns, load_split, save_split
 from launcher.data.tokenizer import load_tokenizer
 from launcher.recipe.schema import Recipe
 from launcher.train.objectives import Objective, objective_class
@@ -45,15 +46,26 @@ class Prepared:
     def split(self, name: str) -> dict[str, Any]:
         return load_split(self.dir, name, self.meta["columns"][name])
 
+    @property
+    def source_names(self) -> list[str]:
+        """The train sources of a weighted mixture (file names), or one name for plain data."""
+        return [Path(source["path"]).name for source in self.meta.get("sources", [{"path": "train"}])]
+
+    def train_order(self, recipe: Recipe) -> GlobalOrder:
+        """The global sample order: one source, or each mixture source at its data.weights share."""
+        sizes = [source["size"] for source in self.meta.get("sources", [])] or self.meta["sizes"]["train"]
+        return GlobalOrder(sizes, recipe.train.seed, recipe.data.weights)
+
 
 def prepare(recipe: Recipe, log=print) -> Prepared:
     cache = cache_root(recipe)
     objective = objective_class(recipe.objective)(recipe, load_tokenizer(recipe, cache))
     tokenizer, data = objective.tokenizer, recipe.data
-    settings = data.model_dump(exclude={"train", "eval", "num_proc", "chat_template_file"})
+    settings = data.model_dump(exclude={"train", "eval", "num_proc", "chat_template_file", "weights"})
     template = [data.chat_template_file] if data.chat_template_file else []
     key = digest(files_digest(data.train), files_digest(data.eval), files_digest(template),
-                 _tokenizer_fingerprint(tokenizer), settings, recipe.train.seed, recipe.objective, FORMAT_VERSION)
+                 _tokenizer_fingerprint(tokenizer), settings, data.weights is not None, recipe.train.seed,
+                 recipe.objective, FORMAT_VERSION)
     out = cache / "data" / key
     if (out / "meta.json").exists():
         return Prepared(tokenizer, out, json.loads((out / "meta.json").read_text()), cached=True)
@@ -66,7 +78,12 @@ def prepare(recipe: Recipe, log=print) -> Prepared:
     for split, rows in (("train", train_rows), ("eval", eval_rows)):
         if rows is None:
             continue
-        columns = objective.encode(rows, split)
+        if split == "train" and data.weights is not None:
+            parts = [objective.encode(part, split) for part in _by_source(rows)]
+            meta["sources"] = [{"path": path, "size": objective.size(part)} for path, part in zip(data.train, parts)]
+            columns = concat_columns(parts)
+        else:
+            columns = objective.encode(rows, split)
         meta["columns"][split] = save_split(out, split, columns)
         meta["sizes"][split] = objective.size(columns)
     meta["seconds"] = round(time.time() - started, 2)
@@ -92,6 +109,20 @@ def _read_splits(recipe: Recipe, objective: Objective, cache: Path) -> tuple[Row
     order = np.random.default_rng(recipe.train.seed).permutation(len(train))
     held = max(1, int(round(len(train) * data.eval_fraction)))
     return train.subset(np.sort(order[held:])), train.subset(np.sort(order[:held]))
+
+
+def _by_source(rows: Rows) -> list[Rows]:
+    """A weighted mixture's train rows split by source (one file each), held-out rows left out."""
+    starts = np.array([start for _, start in rows.sources])
+    origin = np.asarray(rows.origin if rows.origin is not None else np.arange(len(rows)))
+    source = np.searchsorted(starts, origin, side="right") - 1
+    parts = []
+    for s, (file, _) in enumerate(rows.sources):
+        picked = np.flatnonzero(source == s)
+        if len(picked) == 0:
+            raise UserError(f"{file}: no training rows left in this data.train source")
+        parts.append(rows.subset(picked))
+    return parts
 
 
 def _describe(meta: dict[str, Any], recipe: Recipe) -> str:

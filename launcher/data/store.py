@@ -39,6 +39,22 @@ class Ragged:
         return np.diff(self.offsets)
 
 
+def concat_columns(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The columns of several encoded parts (a mixture's sources) as one split, rows in part order."""
+    out: dict[str, Any] = {}
+    for name, first in parts[0].items():
+        columns = [part[name] for part in parts]
+        if isinstance(first, Ragged):
+            starts = np.cumsum([0] + [len(c.values) for c in columns[:-1]])
+            offsets = np.concatenate([columns[0].offsets[:1]] + [c.offsets[1:] + s for c, s in zip(columns, starts)])
+            out[name] = Ragged(np.concatenate([c.values for c in columns]), offsets.astype(np.int64))
+        elif isinstance(first, np.ndarray):
+            out[name] = np.concatenate(columns)
+        else:
+            out[name] = [item for column in columns for item in column]
+    return out
+
+
 def save_split(out: Path, split: str, columns: dict[str, Any]) -> dict[str, str]:
     """Write every column of a split; returns {name: kind} for the cache's meta.json."""
     kinds = {}

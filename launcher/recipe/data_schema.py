@@ -71,7 +71,12 @@ class ColumnsSpec(Section):
 
 class DataSpec(Section):
     train: list[str] = Field(
-        description="Training files: .txt (one document per line), .jsonl/.json, .parquet or .csv."
+        description="Training files: .txt (one document per line), .jsonl/.json, .parquet or .csv. A weighted "
+        "mixture lists sources as {path, weight}: each is sampled in that proportion (written back as data.weights).",
+    )
+    weights: list[float] | None = Field(
+        None, description="Sampling weight of each data.train source, in order (set by {path, weight} entries); "
+        "default: the files are one source, read in order.",
     )
     eval: list[str] = Field(default_factory=list, description="Evaluation files.")
     eval_fraction: float = Field(
@@ -120,6 +125,36 @@ class DataSpec(Section):
     num_proc: int = Field(1, ge=1, le=512, description="Processes for tokenization.")
 
     _lists = field_validator("train", "eval", mode="before")(as_list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _weighted_sources(cls, value: Any) -> Any:
+        """`train: [{path, weight}, ...]` -> train: [path, ...] + weights: [weight, ...]."""
+        if not isinstance(value, dict) or not isinstance(value.get("train"), list):
+            return value
+        entries = value["train"]
+        if not any(isinstance(entry, dict) for entry in entries):
+            return value
+        paths, weights = [], []
+        for k, entry in enumerate(entries):
+            if not isinstance(entry, dict) or set(entry) != {"path", "weight"}:
+                raise ValueError(f"data.train[{k}]: a weighted source is {{path: FILE, weight: NUMBER}}, "
+                                 f"got {entry!r}; give every source a weight")
+            paths.append(entry["path"])
+            weights.append(entry["weight"])
+        return {**value, "train": paths, "weights": weights}
+
+    @model_validator(mode="after")
+    def _valid_weights(self) -> DataSpec:
+        if self.weights is None:
+            return self
+        if len(self.weights) != len(self.train):
+            raise ValueError(f"data.weights has {len(self.weights)} values for {len(self.train)} data.train sources")
+        if any(w < 0 or w != w for w in self.weights):
+            raise ValueError(f"data.weights: {self.weights}: a weight is a number >= 0")
+        if not any(self.weights):
+            raise ValueError("data.weights are all zero; give at least one source a weight > 0")
+        return self
 
     @field_validator("train")
     @classmethod

@@ -86,6 +86,8 @@ def _resolve_paths(value: Any, base_dir: Path) -> Any:
         return str(path if path.is_absolute() else (base_dir / path).resolve())
     if isinstance(value, list):
         return [_resolve_paths(item, base_dir) for item in value]
+    if isinstance(value, dict) and "path" in value:  # a weighted source: {path, weight}
+        return {**value, "path": _resolve_paths(value["path"], base_dir)}
     return value
 
 

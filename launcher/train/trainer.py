@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from launcher.data.order import GlobalOrder, micro_batch_start
+from launcher.data.order import micro_batch_start
 from launcher.recipe.changes import training_hash
 from launcher.recipe.schema import Recipe
 from launcher.rundir import RunDir, write_objective
@@ -63,7 +63,7 @@ class Trainer:
         model = build_model(recipe, self.tokenizer, self.objective.head_config(), self.method)
         self.engine = build_engine(recipe, model, self.method, d)
         self.train_data = self.prepared.split("train")
-        self.order = GlobalOrder(self.objective.size(self.train_data), recipe.train.seed)
+        self.order = self.prepared.train_order(recipe)
         self.state = self._resume()
         self._agreement = _StepAgreement(self.stop, d)
         self._fail_at = _injected_failure(d.rank)
@@ -198,9 +198,17 @@ class Trainer:
         mfu = run_mfu(r, engine.unwrapped(), self.d.device, self.d.world_size, tokens_per_s)
         self.metrics.log("train", s.step, loss=loss, lr=engine.lr(), grad_norm=float(w.grad_norm),
                          tokens_per_s=tokens_per_s, nonpad_fraction=tokens / max(slots, 1),
-                         consumed_samples=s.consumed_samples, **({"mfu": mfu} if mfu is not None else {}))
+                         consumed_samples=s.consumed_samples, **({"mfu": mfu} if mfu is not None else {}),
+                         **self._by_source())
         self.progress.update(s.step, loss, engine.lr(), tokens_per_s, mfu)
         self.window = _Window(self.d.device)
+
+    def _by_source(self) -> dict:
+        """A weighted mixture's consumed samples per source (a pure function of the position, so exact on resume)."""
+        if self.recipe.data.weights is None:
+            return {}
+        counts = self.order.consumed(self.state.consumed_samples)
+        return {"consumed_by_source": dict(zip(self.prepared.source_names, counts))}
 
     def _evaluate_if_due(self) -> Verdict:
         step, r = self.state.step, self.recipe
