@@ -145,12 +145,13 @@ def engine_case(runner: Runner, case: dict) -> dict:
 
 
 def _export_loads(export: Path) -> bool:
+    """The export loads with plain transformers and gives a finite loss (on the CPU: this process keeps off the
+    GPU, whose memory the runs measure)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(export).to(device)
-    ids = torch.arange(64, device=device)[None]
+    model = AutoModelForCausalLM.from_pretrained(export)
+    ids = torch.arange(64)[None]
     with torch.no_grad():
         loss = model(input_ids=ids, labels=ids).loss
     return bool(torch.isfinite(loss))
@@ -224,9 +225,11 @@ def stall_case(runner: Runner, case: dict) -> dict:
 
 
 def packed_case(runner: Runner, case: dict) -> dict:
-    from packing_attention import compare
-
-    result = compare(rounds=2)
+    """bench/packing.py --attention in its own process (its GPU memory goes with it)."""
+    timeout = min(case["timeout"], runner.deadline - time.time())
+    subprocess.run([PYTHON, str(ROOT / "bench" / "packing.py"), "--attention", "--rounds", "2"], cwd=ROOT / "bench",
+                   env=ENV_GPU, check=True, capture_output=True, timeout=timeout)
+    result = json.loads((RESULTS / "packing_attention.json").read_text())
     result["ok"] = max(result["max_loss_gap"].values()) <= 1e-3
     return result
 
@@ -234,10 +237,16 @@ def packed_case(runner: Runner, case: dict) -> dict:
 KINDS = {"engine": engine_case, "throughput": throughput_case, "stall": stall_case, "packed": packed_case}
 
 
-def run_on_gpu(selected: list[dict], budget: float) -> list[dict]:
-    import torch
+def _cuda_devices() -> list[str]:
+    """The CUDA devices torch sees, asked in a child process: this one keeps no CUDA context (it would count
+    in the memory the runs measure)."""
+    code = "import torch; [print(torch.cuda.get_device_name(i)) for i in range(torch.cuda.device_count())]"
+    return subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
 
-    gpus, name = torch.cuda.device_count(), torch.cuda.get_device_name(0)
+
+def run_on_gpu(selected: list[dict], budget: float) -> list[dict]:
+    names = _cuda_devices()
+    gpus, name = len(names), names[0]
     started = time.time()
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -296,9 +305,7 @@ def main() -> int:
     args = parser.parse_args()
     selected = [c for c in cases() if not args.only or c["name"] in args.only]
     failed = check_recipes(selected)
-    import torch
-
-    if not torch.cuda.is_available():
+    if not _cuda_devices():
         print(f"no CUDA device here: checked the {len(selected)} GPU cases' recipes with llaunch validate and plan "
               f"({failed} refused); run this on a GPU machine for the measurements")
         return 1 if failed else 0

@@ -12,9 +12,9 @@ import random
 import time
 
 import torch
+from common import ROOT, medians
 from transformers import DataCollatorWithFlattening, LlamaConfig, LlamaForCausalLM
 
-from common import ROOT, medians
 from launcher.recipe import load_recipe
 from launcher.train.packed_attention import FORCE, use_packed_attention
 
