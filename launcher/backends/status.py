@@ -28,6 +28,7 @@ def run_status(run: RunDir, ask_scheduler: bool = True) -> dict[str, Any]:
         "nodes": resources.get("nodes", 1), "procs_per_node": resources.get("procs_per_node", 1),
         "step": row["step"] if row else 0, "max_steps": max_steps, "loss": row["loss"] if row else None,
         "mfu": row.get("mfu") if row else None,
+        "slow_ranks": row.get("slow_ranks") if row else None,  # [{rank, host, forward_seconds, median_seconds}]
         "checkpoint": newest[0] if newest else None, "restarts": state.restarts,
         "result": result.status if result else None,
     }
@@ -48,12 +49,17 @@ def table(rows: list[dict[str, Any]]) -> str:
             return "-" if value is None else f"{value:.4f}"
         if key == "mfu":
             return "-" if value is None else f"{value:.1%}"
+        if key == "slow_ranks":
+            return ", ".join(f"rank {s['rank']} on {s['host']} ({s['forward_seconds'] / s['median_seconds']:.1f}x)"
+                             for s in value or []) or "-"
         return "-" if value is None else str(value)
 
     columns = COLUMNS
     if any(row.get("mfu") is not None for row in rows):  # a GPU run (or logging.peak_tflops): MFU after the loss
         at = [key for key, _ in COLUMNS].index("loss") + 1
         columns = COLUMNS[:at] + (("mfu", "MFU"),) + COLUMNS[at:]
+    if any(row.get("slow_ranks") for row in rows):  # a node to drain: named last, where the line has room
+        columns = columns + (("slow_ranks", "SLOW"),)
     cells = [[title for _, title in columns]] + [[cell(row, key) for key, _ in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in cells)

@@ -24,6 +24,13 @@ class HangSpec(Section):
     )
 
 
+class SlowRankSpec(Section):
+    """When a rank counts as slow (a node to drain): named in the log, metrics.jsonl and `llaunch status`."""
+
+    factor: float = Field(1.5, gt=1, le=100, description="Slower than this many times the median rank's forward time per step.")
+    windows: int = Field(3, ge=1, le=10_000, description="For this many log windows (train.log_every) in a row.")
+
+
 class ResourcesSpec(Section):
     launcher: Literal["local", "torchrun", "deepspeed", "slurm"] = Field(
         "torchrun",
@@ -54,6 +61,9 @@ class ResourcesSpec(Section):
 
     hang_timeout: HangSpec = Field(
         default_factory=HangSpec, description="The hang watchdog: a multiple of the median step time, with a floor."
+    )
+    slow_rank: SlowRankSpec = Field(
+        default_factory=SlowRankSpec, description="Naming a rank persistently slower than the others (its host)."
     )
 
     _hosts = field_validator("hosts", mode="before")(as_list)

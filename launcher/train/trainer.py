@@ -39,10 +39,12 @@ from launcher.train.objectives.base import to_device
 from launcher.train.prepare import prepare_on_rank0
 from launcher.train.progress import TrainProgress
 from launcher.train.sample_log import SampleLog
+from launcher.train.slow_ranks import ForwardTimer, SlowRanks
 from launcher.train.stop import StopRequest
 from launcher.train.watchdog import Watchdog
 from launcher.train.token_budget import budget_groups
 
+SLOW_RANK = "LLAUNCH_SLOW_RANK"  # tests: "RANK:SECONDS" makes that rank sleep in every step
 FAIL_AT_STEP = "LLAUNCH_FAIL_AT_STEP"  # tests: "N" or "N:RANK" raises inside step N on that rank (default 0)
 
 
@@ -67,6 +69,7 @@ class Trainer:
         self.state = self._resume()
         self._agreement = _StepAgreement(self.stop, d)
         self._fail_at = _injected_failure(d.rank)
+        self._slow_by = _injected_slowness(d.rank)
         self.metrics = self.progress = self.checkpointer = self.sample_log = self.watchdog = None  # opened by run()
 
     def _write_objective(self, directory) -> None:
@@ -121,6 +124,8 @@ class Trainer:
         self.sample_log = SampleLog(run, d) if r.logging.sample_ids else None
         self.window = _Window(d.device)
         self.watchdog = Watchdog(r.resources.hang_timeout, run, d.rank, self.log)
+        self.slow_ranks = SlowRanks(r.resources.slow_rank, d) if d.world_size > 1 else None
+        self.forward_timer = ForwardTimer(d.device)
 
     def _train(self) -> dict:
         if self.state.step == 0 and self.recipe.eval.at_start:
@@ -155,7 +160,9 @@ class Trainer:
         for m in range(micro_batches):
             batch, count = (batches[m], counts[m]) if m < len(batches) else (batches[-1], 0)
             with engine.accumulating(m == micro_batches - 1):
-                loss = engine.model(**to_device(batch, d.device)).loss
+                with self.forward_timer.timing():
+                    loss = engine.model(**to_device(batch, d.device)).loss
+                    time.sleep(self._slow_by)
                 if self._fail_at == s.step + 1:
                     raise RuntimeError(f"failure injected in step {s.step + 1} on rank {d.rank} ({FAIL_AT_STEP})")
                 # this micro batch's share of the step's targets; x world: the engines average gradients over ranks
@@ -196,10 +203,15 @@ class Trainer:
         loss_sum, tokens, slots = sum_all([w.loss.item() / w.steps, w.tokens, w.slots], self.d.device)
         loss, tokens_per_s = loss_sum / self.d.world_size, tokens / max(time.time() - w.start, 1e-9)
         mfu = run_mfu(r, engine.unwrapped(), self.d.device, self.d.world_size, tokens_per_s)
+        forward = self.forward_timer.seconds() / w.steps
+        slow = self.slow_ranks.check(forward) if self.slow_ranks else []
+        for rank in slow:
+            self.log(f"slow rank {rank['rank']} on {rank['host']}: {rank['forward_seconds']:.3f} s of forward per step, "
+                     f"the median rank {rank['median_seconds']:.3f} s (resources.slow_rank; drain the node if it stays)")
         self.metrics.log("train", s.step, loss=loss, lr=engine.lr(), grad_norm=float(w.grad_norm),
                          tokens_per_s=tokens_per_s, nonpad_fraction=tokens / max(slots, 1),
                          consumed_samples=s.consumed_samples, **({"mfu": mfu} if mfu is not None else {}),
-                         **self._by_source())
+                         **self._by_source(), **({"slow_ranks": slow} if slow else {}))
         self.progress.update(s.step, loss, engine.lr(), tokens_per_s, mfu)
         self.window = _Window(self.d.device)
 
@@ -345,6 +357,12 @@ def _recipe_for(run: RunDir, d: Dist, log) -> Recipe:
     log(f"{d.world_size} processes joined (resources.nodes={recipe.resources.nodes}): "
         f"grad_accum {recipe.grad_accum}, global batch {recipe.global_batch_size}")
     return recipe
+
+
+def _injected_slowness(rank: int) -> float:
+    """Seconds this rank sleeps in every step, from LLAUNCH_SLOW_RANK="RANK:SECONDS" (tests of slow ranks)."""
+    on_rank, _, seconds = os.environ.get(SLOW_RANK, "").partition(":")
+    return float(seconds) if on_rank and int(on_rank) == rank else 0.0
 
 
 def _injected_failure(rank: int) -> int | None:
