@@ -16,6 +16,8 @@ METRICS: dict[str, tuple[str, ...]] = {
     "token_cls": ("loss", "accuracy", "precision", "recall", "f1"),
     "qa": ("loss", "exact_match", "f1"),
     "seq2seq": ("loss", "bleu", "rouge1", "rouge2", "rougeL"),
+    "dpo": ("loss", "reward_accuracy", "reward_margin", "chosen_logp", "rejected_logp"),
+    "reward": ("loss", "pairwise_accuracy"),
 }
 
 OBJECTIVE_NAMES = tuple(METRICS)

@@ -16,7 +16,7 @@ from launcher.recipe.objectives import OBJECTIVE_NAMES
 from launcher.recipe.packing import packing_default
 from launcher.recipe.sections import Section
 
-__all__ = ["CheckpointSpec", "ColumnsSpec", "ContainerSpec", "DataSpec", "EarlyStoppingSpec", "EvalSpec", "FreezeSpec",
+__all__ = ["CheckpointSpec", "ColumnsSpec", "ContainerSpec", "DataSpec", "DpoSpec", "EarlyStoppingSpec", "EvalSpec", "FreezeSpec",
            "LoggingSpec", "LoraSpec", "MethodSpec", "ModelSpec", "OutputSpec", "PATH_KEYS", "ParallelSpec",
            "QloraSpec", "Recipe", "ResourcesSpec", "Section", "SlurmSpec", "TokenizerSpec", "TokenizerTrainSpec",
            "TrainSpec"]
@@ -58,6 +58,23 @@ class EvalSpec(Section):
         "loss. Unset: no best checkpoint is tracked.",
     )
     max_new_tokens: int = Field(32, ge=1, le=65_536, description="sft/seq2seq: tokens generated per eval example.")
+
+
+class DpoSpec(Section):
+    loss: Literal["sigmoid", "ipo"] = Field(
+        "sigmoid", description="sigmoid: DPO, -log sigmoid(beta x the log-ratio margin); ipo: IPO, (margin - "
+        "1/(2 beta))^2 on per-token mean log-probs (as TRL).",
+    )
+    beta: float = Field(0.1, gt=0, le=100, description="How far the policy may move from the reference.")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="sigmoid: the assumed chance that a pair's preference is flipped "
+        "(conservative DPO).",
+    )
+    reference: Literal["auto", "adapter", "precomputed"] = Field(
+        "auto", description="The reference log-probs: adapter: the model with its LoRA adapter disabled "
+        "(lora/qlora; no second model); precomputed: the starting model's, computed once at the first pass and "
+        "kept in the data cache (any method and engine); auto: adapter for lora/qlora, else precomputed.",
+    )
 
 
 class EarlyStoppingSpec(Section):
@@ -105,8 +122,10 @@ class Recipe(Section):
     data: DataSpec
     objective: Literal[OBJECTIVE_NAMES] = Field(
         "clm", description="clm: causal LM; mlm: masked LM; sft: instruction tuning; seq_cls / token_cls: "
-        "classification of sequences / tokens; qa: extractive QA; seq2seq: encoder-decoder generation.",
+        "classification of sequences / tokens; qa: extractive QA; seq2seq: encoder-decoder generation; "
+        "dpo: preference tuning on prompt/chosen/rejected rows; reward: a reward model on the same rows.",
     )
+    dpo: DpoSpec | None = Field(None, description="objective dpo: its loss and reference (default: DPO, beta 0.1).")
     method: MethodSpec = Field(default_factory=MethodSpec)
     parallel: ParallelSpec = Field(default_factory=ParallelSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
@@ -152,6 +171,23 @@ class Recipe(Section):
         if self.data.packing and self.objective != "sft":
             raise ValueError(f"data.packing is for objective sft (objective is {self.objective}); "
                              "clm and mlm always pack")
+        return self
+
+    @model_validator(mode="after")
+    def _dpo(self) -> Recipe:
+        if self.objective != "dpo":
+            if self.dpo is not None:
+                raise ValueError(f"dpo: settings of objective dpo, but objective is {self.objective}; remove the "
+                                 "dpo section or set objective: dpo")
+            return self
+        if self.dpo is None:  # resolved here: the run's recipe.yaml records what it trains with
+            self.dpo = DpoSpec()
+        dpo, method = self.dpo, self.method.type
+        if dpo.reference == "adapter" and method not in ("lora", "qlora"):
+            raise ValueError(f"dpo.reference=adapter needs an adapter to disable (method.type=lora or qlora); "
+                             f"method.type={method} trains the weights themselves: use dpo.reference=precomputed")
+        if dpo.loss == "ipo" and dpo.label_smoothing:
+            raise ValueError("dpo.label_smoothing is for dpo.loss=sigmoid; IPO has none: set it to 0")
         return self
 
     @model_validator(mode="after")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from launcher.synthetic.stories import quickstart_corpus, write_quickstart
 
-TASKS = ("quickstart", "reviews", "ner", "qa", "translation", "instructions")
+TASKS = ("quickstart", "reviews", "ner", "qa", "translation", "instructions", "preference")
 
 
 def write_all(root: Path) -> None:
-    from launcher.synthetic import instructions, ner, qa, reviews, translation
+    from launcher.synthetic import instructions, ner, preference, qa, reviews, translation
 
     write_quickstart(root / "quickstart")
     reviews.write(root / "reviews")
@@ -22,6 +22,7 @@ def write_all(root: Path) -> None:
     qa.write(root / "qa")
     translation.write(root / "translation")
     instructions.write(root / "instructions")
+    preference.write(root / "preference")
 
 
 __all__ = ["TASKS", "quickstart_corpus", "write_all", "write_quickstart"]

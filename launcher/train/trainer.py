@@ -161,7 +161,7 @@ class Trainer:
             batch, count = (batches[m], counts[m]) if m < len(batches) else (batches[-1], 0)
             with engine.accumulating(m == micro_batches - 1):
                 with self.forward_timer.timing():
-                    loss = engine.model(**to_device(batch, d.device)).loss
+                    loss = self.objective.loss(engine.model, to_device(batch, d.device))
                     time.sleep(self._slow_by)
                 if self._fail_at == s.step + 1:
                     raise RuntimeError(f"failure injected in step {s.step + 1} on rank {d.rank} ({FAIL_AT_STEP})")

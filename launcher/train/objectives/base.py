@@ -96,6 +96,10 @@ class Objective:
         labels = batch["labels"][:, 1:] if self.shifted_labels else batch["labels"]
         return int((labels != IGNORE).sum())
 
+    def loss(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The mean loss of a micro batch (the train loop weighs it by loss_items); default: the model's own."""
+        return model(**batch).loss
+
     # ---- evaluation ----
     def eval_step(self, model, generator, batch: dict[str, torch.Tensor], indices: np.ndarray,
                   columns: dict[str, Any]) -> EvalOutput:
