@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from launcher.data.sources import expand, is_saved_dataset
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
 
 
 def preflight(recipe: Recipe) -> None:
-    for key, files in (("data.train", recipe.data.train), ("data.eval", recipe.data.eval)):
-        for name in files:
+    for key, names in (("data.train", recipe.data.train), ("data.eval", recipe.data.eval)):
+        for name in expand(names, key):
             _check_file(key, name)
     if recipe.tokenizer.train and recipe.tokenizer.train.files:
         for name in recipe.tokenizer.train.files:
@@ -26,6 +27,8 @@ def _check_file(key: str, name: str) -> None:
     path = Path(name)
     if not path.exists():
         raise UserError(f"{key}: file {name} not found")
+    if is_saved_dataset(path):
+        return
     if not path.is_file():
         raise UserError(f"{key}: {name} is a directory, expected a .txt or .jsonl file")
     if path.stat().st_size == 0:

@@ -22,6 +22,7 @@ from launcher.data.cache_index import FORMAT_VERSION, cache_root
 from launcher.data.fingerprint import digest, files_digest
 from launcher.data.rows import Rows, file_kind, read_rows
 from launcher.data.order import GlobalOrder
+from launcher.data.sources import expand
 from launcher.data.store import concat_columns, load_split, save_split
 from launcher.data.tokenizer import load_tokenizer
 from launcher.recipe.schema import Recipe
@@ -79,7 +80,8 @@ def prepare(recipe: Recipe, log=print) -> Prepared:
         if rows is None:
             continue
         if split == "train" and data.weights is not None:
-            parts = [objective.encode(part, split) for part in _by_source(rows)]
+            shards = [len(expand([name], "data.train")) for name in data.train]
+            parts = [objective.encode(part, split) for part in _by_source(rows, shards)]
             meta["sources"] = [{"path": path, "size": objective.size(part)} for path, part in zip(data.train, parts)]
             columns = concat_columns(parts)
         else:
@@ -93,7 +95,8 @@ def prepare(recipe: Recipe, log=print) -> Prepared:
     return Prepared(tokenizer, out, meta, cached=False)
 
 
-def read_split(recipe: Recipe, objective: Objective, files: list[str], cache: Path) -> Rows:
+def read_split(recipe: Recipe, objective: Objective, names: list[str], cache: Path) -> Rows:
+    files = expand(names, "data")
     kind = file_kind(files, recipe.data.format)
     return read_rows(files, recipe.data.format, cache, objective.needed_columns(kind),
                      getattr(objective, "optional_columns", lambda: ())())
@@ -111,16 +114,17 @@ def _read_splits(recipe: Recipe, objective: Objective, cache: Path) -> tuple[Row
     return train.subset(np.sort(order[held:])), train.subset(np.sort(order[:held]))
 
 
-def _by_source(rows: Rows) -> list[Rows]:
-    """A weighted mixture's train rows split by source (one file each), held-out rows left out."""
-    starts = np.array([start for _, start in rows.sources])
+def _by_source(rows: Rows, shards: list[int]) -> list[Rows]:
+    """A weighted mixture's train rows split by source (`shards[s]` files each), held-out rows left out."""
+    first_file = np.cumsum([0] + shards[:-1])
+    starts = np.array([start for _, start in rows.sources])[first_file]
     origin = np.asarray(rows.origin if rows.origin is not None else np.arange(len(rows)))
     source = np.searchsorted(starts, origin, side="right") - 1
     parts = []
-    for s, (file, _) in enumerate(rows.sources):
+    for s, file in enumerate(first_file):
         picked = np.flatnonzero(source == s)
         if len(picked) == 0:
-            raise UserError(f"{file}: no training rows left in this data.train source")
+            raise UserError(f"{rows.sources[file][0]}: no training rows left in this data.train source")
         parts.append(rows.subset(picked))
     return parts
 

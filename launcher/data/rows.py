@@ -1,4 +1,4 @@
-"""Read a split's files with `datasets` (text, jsonl, parquet, csv: local files, hub-style exports alike).
+"""Read a split's files with `datasets` (text, jsonl, parquet, csv, .gz/.zst compressed, save_to_disk directories).
 
 Every problem is one UserError naming the file and the line or row: a line that is not JSON, a
 column the objective needs that the rows lack, a value of the wrong kind.
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launcher.data.sources import compressed, data_suffix, is_saved_dataset, open_binary
 from launcher.errors import UserError
 
 KINDS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -52,7 +53,7 @@ class Rows:
 def file_kind(files: list[str], fmt: str) -> str:
     if fmt != "auto":
         return {"jsonl": "json", "text": "text", "parquet": "parquet", "csv": "csv"}[fmt]
-    kinds = {KINDS.get(Path(f).suffix.lower(), "text") for f in files}
+    kinds = {"arrow" if is_saved_dataset(Path(f)) else KINDS.get(data_suffix(f), "text") for f in files}
     if len(kinds) > 1:
         raise UserError(f"data: mixes {' and '.join(sorted(kinds))} files ({', '.join(files)}); use one format per split")
     return kinds.pop()
@@ -71,7 +72,11 @@ def read_rows(files: list[str], fmt: str, cache: Path, needed: dict[str, str], o
         if kind in ("json", "text") and _blank(file):
             raise UserError(f"{file}: no rows; a split needs at least one example")
         try:
-            table = datasets.load_dataset(kind, data_files=[file], split="train", cache_dir=str(cache / "hf-datasets"))
+            if kind == "arrow":
+                table = datasets.load_from_disk(file)
+            else:
+                table = datasets.load_dataset(kind, data_files=[file], split="train",
+                                              cache_dir=str(cache / "hf-datasets"))
         except Exception as exc:  # datasets wraps parser errors in many types; all mean a bad file here
             raise UserError(_explain_unreadable(file, kind, exc)) from None
         if len(table) == 0:
@@ -92,44 +97,62 @@ def read_rows(files: list[str], fmt: str, cache: Path, needed: dict[str, str], o
 
 def _check_utf8(file: str) -> None:
     """datasets decodes text files as UTF-8 and fails deep inside pyarrow on the first bad byte; say where."""
-    with open(file, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise UserError(f"{file}:{number}: not UTF-8 (byte 0x{line[err.start]:02x} at column {err.start + 1}); "
-                                "save the file as UTF-8") from None
+    for number, line in _lines(file):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise UserError(f"{file}:{number}: not UTF-8 (byte 0x{line[err.start]:02x} at column {err.start + 1}); "
+                            "save the file as UTF-8") from None
+
+
+def _lines(file: str):
+    """(line number, bytes) of a file, decompressed; a truncated or corrupt .gz/.zst is an error naming the line."""
+    number = 0
+    try:
+        with open_binary(file) as handle:
+            for number, line in enumerate(handle, 1):
+                yield number, line
+    except (EOFError, OSError, ValueError) as exc:
+        if not compressed(file):
+            raise
+        raise UserError(f"{file}:{number + 1}: truncated or corrupt compressed data ({_first_line(exc)}); "
+                        "re-create or re-download this shard") from None
+    except Exception as exc:  # zstandard.ZstdError: imported only when a .zst is read
+        if not compressed(file) or type(exc).__name__ != "ZstdError":
+            raise
+        raise UserError(f"{file}:{number + 1}: truncated or corrupt compressed data ({_first_line(exc)}); "
+                        "re-create or re-download this shard") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _blank(file: str) -> bool:
-    with open(file, "rb") as handle:
-        return not any(line.strip() for line in handle)
+    return not any(line.strip() for _, line in _lines(file))
 
 
 def _explain_unreadable(file: str, kind: str, exc: Exception) -> str:
     if kind == "json":
-        with open(file, encoding="utf-8", errors="replace") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as err:
-                    return f"{file}:{number}: not valid JSON ({err.msg} at column {err.colno})"
-                if not isinstance(value, dict):
-                    return f"{file}:{number}: expected a JSON object per line, got {type(value).__name__}"
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return f"{file}: cannot read as {kind}: {first}"
+        for number, line in _lines(file):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as err:
+                return f"{file}:{number}: not valid JSON ({err.msg} at column {err.colno})"
+            if not isinstance(value, dict):
+                return f"{file}:{number}: expected a JSON object per line, got {type(value).__name__}"
+    return f"{file}: cannot read as {kind}: {_first_line(exc)}"
 
 
 def _nonblank_line(file: str, row: int) -> int:
     seen = -1
-    with open(file, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                seen += 1
-                if seen == row:
-                    return number
+    for number, line in _lines(file):
+        if line.strip():
+            seen += 1
+            if seen == row:
+                return number
     return row + 1
 
 

@@ -11,6 +11,7 @@ from transformers import AutoTokenizer, LlamaTokenizer, PreTrainedTokenizerBase
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
 from launcher.data.fingerprint import digest, files_digest
+from launcher.data.sources import expand
 
 
 def load_tokenizer(recipe: Recipe, cache_dir: Path) -> PreTrainedTokenizerBase:
@@ -32,7 +33,7 @@ def _trained_dir(recipe: Recipe, cache_dir: Path) -> Path:
     import sentencepiece as spm  # imported here: only recipes that train a tokenizer need it
 
     spec = recipe.tokenizer.train
-    files = spec.files or recipe.data.train
+    files = expand(spec.files or recipe.data.train, "tokenizer.train.files")
     key = digest(files_digest(files), spec.vocab_size, spec.model_type, "sp-v1")
     out = cache_dir / "tokenizers" / key
     if (out / "tokenizer.model").exists():

@@ -106,7 +106,8 @@ BAD_INPUTS = {
     "wrong type": (["run", str(QUICKSTART), "train.lr=fast"], "train.lr: Input should be a valid number"),
     "missing data": (["run", str(QUICKSTART), "data.train=/nonexistent/train.txt"], "data.train: file /nonexistent/train.txt not found"),
     "not a model": (["run", str(QUICKSTART), "~model.config", "model.path={dir}"], "not a model directory (no config.json)"),
-    "data is a directory": (["run", str(QUICKSTART), "data.train={dir}"], "is a directory, expected a .txt or .jsonl file"),
+    "data dir without shards": (["run", str(QUICKSTART), "data.train={dir}/nodata"], "nodata holds no shards"),
+    "glob matching nothing": (["run", str(QUICKSTART), "data.train={dir}/web/*.jsonl.zst"], "web/*.jsonl.zst matches no file"),
     "empty data file": (["run", str(QUICKSTART), "data.train={dir}/empty.txt"], "empty.txt is empty (0 bytes)"),
 }
 
@@ -116,6 +117,7 @@ def test_cli_bad_input_is_one_line_exit_2_and_no_run_dir(tmp_path, out_dir, case
     args, expected = BAD_INPUTS[case]
     write(tmp_path / "bad.yaml", "name: x\nmodel: [unclosed\n")
     write(tmp_path / "empty.txt", "")
+    (tmp_path / "nodata").mkdir()
     args = [a.replace("{dir}", str(tmp_path)) for a in args]
     result = llaunch(*args, f"output.dir={out_dir}" if args[0] == "run" else "output.dir=x")
     assert result.returncode == 2, result.stderr
