@@ -67,6 +67,9 @@ class ColumnsSpec(Section):
     input: str = Field("input", description="sft alpaca rows: the optional input.")
     output: str = Field("output", description="sft alpaca rows: the response.")
     messages: str = Field("messages", description="sft chat rows: a list of {role, content}.")
+    conversations: str = Field(
+        "conversations", description="sft ShareGPT rows: a list of {from, value} (from: system, human, gpt)."
+    )
     prompt: str = Field("prompt", description="dpo/reward: the prompt (text, or chat messages).")
     chosen: str = Field("chosen", description="dpo/reward: the preferred answer (text, or assistant messages).")
     rejected: str = Field("rejected", description="dpo/reward: the dispreferred answer (text, or assistant messages).")

@@ -1,5 +1,5 @@
 """Inputs named as corpora are stored (globs, shard directories, .gz/.zst, save_to_disk directories) give
-the same prepared data as one plain file; a damaged shard is one line naming it."""
+the same prepared data as one plain file, ShareGPT rows the same as messages; a damaged shard is one line naming it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import zstandard
 
 from launcher.data.prepare import prepare
 from launcher.errors import UserError
-from tests.integration.test_objectives_data import make_recipe
+from tests.integration.test_objectives_data import TINY_LLAMA, jsonl, make_recipe
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +76,24 @@ def test_a_source_without_the_objectives_column_is_named(tmp_path):
     train = [{"path": str(good), "weight": 0.5}, {"path": str(bad), "weight": 0.5}]
     with pytest.raises(UserError, match=r"bad.jsonl: rows have no 'label' column \(columns: text\)"):
         prepare(make_recipe(tmp_path, "seq_cls", {"train": train}), log=lambda _: None)
+
+
+def _chat(user: str, reply: str) -> dict:
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]}
+
+
+def test_sharegpt_rows_prepare_as_the_same_messages_do(tmp_path):
+    pairs = [("what color is the sky", "blue"), ("say hello", "hello there")]
+    share = [{"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]} for q, a in pairs]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    settings = {"chat_template": "chatml", "seq_len": 64}
+    got = prepare(make_recipe(tmp_path / "a", "sft", {"train": jsonl(tmp_path / "s.jsonl", share), **settings},
+                              TINY_LLAMA), log=lambda _: None).split("train")
+    want = prepare(make_recipe(tmp_path / "b", "sft", {"train": jsonl(tmp_path / "m.jsonl", [_chat(q, a) for q, a in pairs]),
+                                                       **settings}, TINY_LLAMA), log=lambda _: None).split("train")
+    assert all(np.array_equal(got[c][k], want[c][k]) for c in ("input_ids", "labels") for k in range(2))
+    bad = [{"conversations": [{"from": "robot", "value": "hi"}]}]
+    with pytest.raises(UserError, match=r"bad.jsonl:1: column 'conversations': turn 0: 'from' is not one of system"):
+        prepare(make_recipe(tmp_path, "sft", {"train": jsonl(tmp_path / "bad.jsonl", bad), **settings}, TINY_LLAMA),
+                log=lambda _: None)

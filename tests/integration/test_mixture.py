@@ -57,3 +57,4 @@ def test_a_mixture_trains_and_logs_what_each_source_gave(tmp_path):
     assert sorted(by_source) == ["colors.jsonl", "counts.jsonl"] and sum(by_source.values()) == 120
     assert min(by_source.values()) > 40  # half each, drawn in a shuffled round
     assert train[-1]["loss"] < train[0]["loss"] * 0.7
+

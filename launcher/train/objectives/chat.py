@@ -43,6 +43,21 @@ def alpaca_messages(instruction: str, extra: str | None, output: str, separator:
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
 
 
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+
+
+def sharegpt_messages(turns) -> list[dict[str, str]] | str:
+    """ShareGPT's [{from, value}] as [{role, content}], or the problem with the row."""
+    if not isinstance(turns, list):
+        return "expected a list of {from, value}"
+    out = []
+    for k, turn in enumerate(turns):
+        if not isinstance(turn, dict) or turn.get("from") not in SHAREGPT_ROLES:
+            return f"turn {k}: 'from' is not one of {', '.join(SHAREGPT_ROLES)}"
+        out.append({"role": SHAREGPT_ROLES[turn["from"]], "content": turn.get("value")})
+    return out
+
+
 def check_messages(messages) -> str | None:
     """A problem with a chat row, or None."""
     if not isinstance(messages, list) or not messages:

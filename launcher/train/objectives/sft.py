@@ -26,7 +26,8 @@ from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 from launcher.errors import UserError
 from launcher.train.evaluation.scores import exact_match
 from launcher.train.objectives.base import ensure_eos, IGNORE, EvalOutput, Objective, check_length, loss_metrics, pad_rows
-from launcher.train.objectives.chat import alpaca_messages, check_messages, segments, template_for, turn_end_id
+from launcher.train.objectives.chat import (alpaca_messages, check_messages, segments, sharegpt_messages, template_for,
+                                            turn_end_id)
 from launcher.data.rows import Rows, bad_row, text_value
 from launcher.data.store import Ragged
 
@@ -48,7 +49,7 @@ class InstructionTuning(Objective):
 
     def optional_columns(self) -> tuple[str, ...]:
         cols = self.data.columns
-        return (cols.messages, cols.instruction, cols.input, cols.output)
+        return (cols.messages, cols.conversations, cols.instruction, cols.input, cols.output)
 
     def _format(self, rows: Rows) -> str:
         cols, names = self.data.columns, rows.table.column_names
@@ -56,20 +57,26 @@ class InstructionTuning(Objective):
             return self.data.sft_format
         if cols.messages in names:
             return "chat"
+        if cols.conversations in names:
+            return "sharegpt"
         if cols.instruction in names and cols.output in names:
             return "alpaca"
         file = rows.sources[0][0]
-        raise UserError(f"{file}: rows have neither a '{cols.messages}' column (chat) nor '{cols.instruction}' and "
-                        f"'{cols.output}' (alpaca) (columns: {', '.join(names)}); set data.columns.*")
+        raise UserError(f"{file}: rows have neither a '{cols.messages}' column (chat), '{cols.conversations}' "
+                        f"(ShareGPT) nor '{cols.instruction}' and '{cols.output}' (alpaca) (columns: {', '.join(names)});"
+                        " set data.columns.*")
 
     def conversations(self, rows: Rows) -> list[list[dict[str, str]]]:
         cols, table = self.data.columns, rows.table
-        if self._format(rows) == "chat":
+        if self._format(rows) in ("chat", "sharegpt"):
+            sharegpt = self._format(rows) == "sharegpt"
+            column = cols.conversations if sharegpt else cols.messages
             out = []
-            for i, messages in enumerate(rows.column(cols.messages)):
-                problem = check_messages(messages)
+            for i, messages in enumerate(rows.column(column)):
+                messages = sharegpt_messages(messages) if sharegpt else messages
+                problem = messages if isinstance(messages, str) else check_messages(messages)
                 if problem:
-                    raise bad_row(rows, i, cols.messages, problem)
+                    raise bad_row(rows, i, column, problem)
                 out.append([{"role": m["role"], "content": m["content"]} for m in messages])
             return out
         extra = rows.column(cols.input) if cols.input in table.column_names else [None] * len(table)
@@ -87,7 +94,8 @@ class InstructionTuning(Objective):
         return sorted({self.tokenizer.eos_token_id, turn_end_id(self.tokenizer, self.template)} - {None})
 
     def encode(self, rows: Rows, split: str) -> dict[str, Any]:
-        column = self.data.columns.messages if self._format(rows) == "chat" else self.data.columns.output
+        cols, layout = self.data.columns, self._format(rows)
+        column = {"chat": cols.messages, "sharegpt": cols.conversations}.get(layout, cols.output)
         ids, labels, prompts, targets = [], [], [], []
         for i, conversation in enumerate(self.conversations(rows)):
             row_ids, row_labels, prompt_len, target = self._tokens(segments(self.tokenizer, self.template, conversation))
