@@ -97,3 +97,15 @@ def test_sharegpt_rows_prepare_as_the_same_messages_do(tmp_path):
     with pytest.raises(UserError, match=r"bad.jsonl:1: column 'conversations': turn 0: 'from' is not one of system"):
         prepare(make_recipe(tmp_path, "sft", {"train": jsonl(tmp_path / "bad.jsonl", bad), **settings}, TINY_LLAMA),
                 log=lambda _: None)
+
+
+def test_a_shard_changed_after_preparation_is_prepared_again(tmp_path):
+    shards = tmp_path / "corpus"
+    shards.mkdir()
+    (shards / "a.jsonl.gz").write_bytes(gzip.compress(_lines(ROWS)))
+    recipe = make_recipe(tmp_path, "seq_cls", {"train": str(shards)})
+    first = prepare(recipe, log=lambda _: None)
+    assert prepare(recipe, log=lambda _: None).cached
+    (shards / "a.jsonl.gz").write_bytes(gzip.compress(_lines(ROWS[:20])))
+    again = prepare(recipe, log=lambda _: None)
+    assert not again.cached and again.dir != first.dir and again.meta["sizes"]["train"] == 20
