@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import glob
-import gzip
 import io
 from pathlib import Path
 from typing import BinaryIO
@@ -55,6 +54,8 @@ def open_binary(file: str) -> BinaryIO:
     """The file's bytes, decompressed when it ends in .gz or .zst."""
     suffix = Path(file).suffix.lower()
     if suffix == ".gz":
+        import gzip
+
         return gzip.open(file, "rb")
     if suffix == ".zst":
         return io.BufferedReader(_Zstd(file))
