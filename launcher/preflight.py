@@ -8,6 +8,7 @@ from pathlib import Path
 from launcher.data.sources import expand, is_saved_dataset
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
+from launcher.train.trackers import check_installed
 
 
 def preflight(recipe: Recipe) -> None:
@@ -21,6 +22,7 @@ def preflight(recipe: Recipe) -> None:
         check_model_dir(recipe.model.path)
     if recipe.tokenizer.path and not Path(recipe.tokenizer.path).is_dir():
         raise UserError(f"tokenizer.path {recipe.tokenizer.path}: not a directory")
+    check_installed(recipe)  # logging.wandb / logging.mlflow: their packages (found, not imported)
 
 
 def _check_file(key: str, name: str) -> None:

@@ -95,8 +95,34 @@ class CheckpointSpec(Section):
     )
 
 
+class WandbSpec(Section):
+    project: str = Field(description="Weights & Biases project.")
+    entity: str | None = Field(None, description="Team or user; default: the API key's.")
+    name: str | None = Field(None, description="Run name; default: the run directory's name.")
+    tags: list[str] = Field(default_factory=list)
+    mode: Literal["online", "offline"] = Field(
+        "online", description="offline: written under the run dir only (`wandb sync` uploads it later)."
+    )
+
+
+class MlflowSpec(Section):
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking server or store (http://..., file:/...); default: MLFLOW_TRACKING_URI, "
+        "else ./mlruns.",
+    )
+    experiment: str = Field("llaunch", description="Experiment the run is created in (made if missing).")
+
+
 class LoggingSpec(Section):
     tensorboard: bool = True
+    wandb: WandbSpec | None = Field(
+        None, description="Also log to Weights & Biases (rank 0; the resolved recipe as config; a resumed run "
+        "continues the same W&B run). Needs `pip install wandb`; the key comes from WANDB_API_KEY.",
+    )
+    mlflow: MlflowSpec | None = Field(
+        None, description="Also log to MLflow (rank 0; the resolved recipe as params; a resumed run continues the "
+        "same MLflow run). Needs `pip install mlflow-skinny`; credentials from MLFLOW_TRACKING_* variables.",
+    )
     sample_ids: bool = Field(False, description="Write the sample ids of every step to logs/samples-rankN.jsonl.")
     progress: Literal["auto", "bar", "lines"] = Field(
         "auto", description="auto: a live bar on a terminal, plain lines otherwise."

@@ -16,6 +16,11 @@ class Metrics:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(str(tensorboard_dir))
+        self._trackers = None
+        if enabled:  # W&B, MLflow: only when the run's recipe sets logging.wandb / logging.mlflow
+            from launcher.train.trackers import open_trackers
+
+            self._trackers = open_trackers(jsonl.parent)
 
     def log(self, kind: str, step: int, **values: float) -> None:
         if not self._enabled:
@@ -26,9 +31,13 @@ class Metrics:
             for key, value in values.items():
                 if isinstance(value, (int, float)):
                     self._writer.add_scalar(f"{kind}/{key}", value, step)
+        if self._trackers is not None:
+            self._trackers.log(kind, step, values)
 
     def close(self) -> None:
         if self._file:
             self._file.close()
         if self._writer is not None:
             self._writer.close()
+        if self._trackers is not None:
+            self._trackers.close()
