@@ -58,3 +58,42 @@ def test_a_mixture_trains_and_logs_what_each_source_gave(tmp_path):
     assert min(by_source.values()) > 40  # half each, drawn in a shuffled round
     assert train[-1]["loss"] < train[0]["loss"] * 0.7
 
+
+
+def test_a_mixture_run_killed_hard_resumes_bitwise_equal(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors.torch import load_file
+
+    from tests.conftest import ROOT
+    from tests.integration.test_checkpoints import hard_kill, train_losses, wait_for_checkpoint
+
+    colors, counts = _sources(tmp_path)
+    data = {"train": [{"path": colors, "weight": 0.7}, {"path": counts, "weight": 0.3}], "chat_template": "chatml",
+            "seq_len": 64}
+    make_recipe(tmp_path, "sft", data, TINY_LLAMA, train={"max_steps": 30, "micro_batch_size": 4, "lr": 0.01,
+                                                          "log_every": 1})
+    argv = [sys.executable, "-m", "launcher", "run", str(tmp_path / "recipe.yaml"), "checkpoint.every=10",
+            "eval.at_start=false", "logging.tensorboard=false"]
+    runs = {}
+    for name in ("reference", "killed"):
+        out = tmp_path / name
+        proc = subprocess.Popen([*argv, f"output.dir={out}", f"output.cache_dir={tmp_path / 'cache'}"], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if name == "killed":
+            run = wait_for_checkpoint(out, 10, proc)
+            hard_kill(proc)
+            assert not (run / "result.json").exists()  # killed before the end
+            resumed = llaunch("resume", str(run))
+            assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+        else:
+            assert proc.wait() == 0, proc.stdout.read()
+        runs[name] = run_dirs(out)[0]
+    expected, got = (load_file(runs[n] / "export" / "model.safetensors") for n in ("reference", "killed"))
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert train_losses(runs["killed"]) == train_losses(runs["reference"])
+    last = [json.loads(line) for line in (runs["killed"] / "metrics.jsonl").read_text().splitlines()
+            if "consumed_by_source" in line][-1]
+    assert sum(last["consumed_by_source"].values()) == 120
