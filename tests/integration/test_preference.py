@@ -129,3 +129,17 @@ def test_reward_model_ranks_held_out_pairs_and_exports_a_sequence_classifier(qui
     pairs = EVAL_PAIRS[:100]
     right = sum(score(p["prompt"] + p["chosen"]) > score(p["prompt"] + p["rejected"]) for p in pairs)
     assert right / len(pairs) >= 0.90
+
+
+@pytest.mark.parametrize("strategy, method", [("fsdp2", ["method.type=lora"]),
+                                              ("zero3", ["method.type=full", "method.lora=null", "train.lr=1e-4"])])
+def test_dpo_gets_its_reference_under_sharding_engines(quickstart_run, shared_cache, tmp_path, strategy, method):
+    """FSDP2 / ZeRO-3 gather weights inside forward: the adapter-disabled and the precomputed reference keep the
+    ranks' forwards in step; the reference equals the policy at the start (loss ln 2) and the run learns."""
+    run = _train(*_args("dpo.yaml", quickstart_run[0] / "export", tmp_path, shared_cache, *method,
+                        "resources.launcher=torchrun", "resources.procs_per_node=2", f"parallel.strategy={strategy}",
+                        "train.max_steps=6", "train.micro_batch_size=8", "eval.every=3", "eval.max_batches=2",
+                        "train.log_every=3", "logging.tensorboard=false"))
+    scores = _evals(run)
+    assert scores[0]["reward_accuracy"] == 0.5 and scores[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert scores[-1]["reward_accuracy"] > 0.7 and scores[-1]["loss"] < 0.6, scores

@@ -51,7 +51,8 @@ class PrecomputedReference:
     def _load_or_compute(self, model, device) -> dict[str, np.ndarray]:
         prepared = lookup(self.recipe)
         if prepared is None:
-            raise RunError("dpo.reference=precomputed: the prepared data is not in the cache index")
+            raise RunError("dpo.reference=precomputed: the reference log-probs live beside the run's prepared data, "
+                           "which this cache does not hold; evaluate a dpo run by its run directory (llaunch eval RUN_DIR)")
         meta = json.loads((prepared / "meta.json").read_text())
         files = {split: prepared / f"reference-{self._model_key()}.{split}.npy" for split in meta["columns"]}
         if all(path.is_file() for path in files.values()):
