@@ -40,10 +40,10 @@ class DDPEngine(TorchOptimizerEngine):
         self._ddp = None
         if self._dist.world_size > 1:
             device_ids = [self._dist.local_rank] if self._dist.device.type == "cuda" else None
-            # no buffer broadcast before every forward: transformers' buffers (rotary frequencies, position ids)
-            # are the same on every rank, and a forward that waits on nobody is what slow_ranks.py compares
+            # no buffer sync before every forward (only at wrap): transformers' buffers (rotary frequencies,
+            # position ids) stay equal on every rank, and a forward that waits on nobody is what slow_ranks.py compares
             self._ddp = DistributedDataParallel(self._module, device_ids=device_ids, gradient_as_bucket_view=True,
-                                                broadcast_buffers=False)
+                                                forward_sync_buffers=False)
         self.model = Autocast(self._ddp or self._module, self._precision, self._dist.device)
 
     def trainable_changed(self) -> None:
