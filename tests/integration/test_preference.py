@@ -129,6 +129,9 @@ def test_reward_model_ranks_held_out_pairs_and_exports_a_sequence_classifier(qui
     pairs = EVAL_PAIRS[:100]
     right = sum(score(p["prompt"] + p["chosen"]) > score(p["prompt"] + p["rejected"]) for p in pairs)
     assert right / len(pairs) >= 0.90
+    again = llaunch("eval", str(run / "export"), "--data", str(RECIPES / "data/preference/eval.jsonl"), "--json")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout)["metrics"]["pairwise_accuracy"] == pytest.approx(scores[-1]["pairwise_accuracy"])
 
 
 @pytest.mark.parametrize("strategy, method", [("fsdp2", ["method.type=lora"]),
