@@ -39,8 +39,9 @@ def answer_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], mean: b
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
     labels = batch["labels"][:, 1:]
     mask = labels != IGNORE
-    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    picked = logps.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+    logits = logits[:, :-1].float()
+    # the labels' logits less the log-normaliser: no (rows, length, vocab) tensor of log-probs beside the logits
+    picked = (logits.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)) * mask
     total = picked.sum(-1)
     return total / mask.sum(-1).clamp(min=1) if mean else total
 

@@ -5,7 +5,8 @@
   pass of a run (before any step changes the weights), by every rank for its share in the same number of
   forwards (so FSDP2 and ZeRO-3 gather weights in step), gathered, and written by rank 0 next to the
   prepared data (`reference-<model key>.<split>.npy`, the key naming the starting weights). Later starts of
-  the run (resume, requeue) read them there; so does any run on the same data and starting model.
+  the run (resume, requeue) read them there; so does any run on the same data and starting model. Keep the
+  data cache while a run lives: a resume that finds them gone recomputes them from the weights it resumed.
 """
 
 from __future__ import annotations
