@@ -4,12 +4,17 @@ sampled at its weight in the global order, and counted per source in metrics.jso
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from launcher.data.prepare import prepare
-from tests.conftest import llaunch, run_dirs
+from tests.conftest import ROOT, llaunch, run_dirs
+from tests.integration.test_checkpoints import hard_kill, train_losses, wait_for_checkpoint
 from tests.integration.test_objectives_data import TINY_LLAMA, jsonl, make_recipe
 
 pytestmark = pytest.mark.integration
@@ -43,12 +48,17 @@ def test_each_source_is_prepared_alone_and_sampled_at_its_weight(tmp_path):
     assert abs(np.mean(drawn >= 24) - 0.75) < 0.01
 
 
-def test_a_mixture_trains_and_logs_what_each_source_gave(tmp_path):
-    colors, counts = _sources(tmp_path)
-    data = {"train": [{"path": colors, "weight": 0.5}, {"path": counts, "weight": 0.5}], "chat_template": "chatml",
-            "seq_len": 64}
+def _mixture_recipe(tmp_path, weights: tuple[float, float], log_every: int) -> None:
+    """An sft recipe training 30 steps on the two sources at these weights."""
+    sources = _sources(tmp_path)
+    data = {"train": [{"path": path, "weight": weight} for path, weight in zip(sources, weights)],
+            "chat_template": "chatml", "seq_len": 64}
     make_recipe(tmp_path, "sft", data, TINY_LLAMA, train={"max_steps": 30, "micro_batch_size": 4, "lr": 0.01,
-                                                          "log_every": 10})
+                                                          "log_every": log_every})
+
+
+def test_a_mixture_trains_and_logs_what_each_source_gave(tmp_path):
+    _mixture_recipe(tmp_path, (0.5, 0.5), log_every=10)
     result = llaunch("run", str(tmp_path / "recipe.yaml"), "checkpoint.at_end=false", "output.export=false")
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in (run_dirs(tmp_path / "runs")[0] / "metrics.jsonl").read_text().splitlines()]
@@ -59,22 +69,8 @@ def test_a_mixture_trains_and_logs_what_each_source_gave(tmp_path):
     assert train[-1]["loss"] < train[0]["loss"] * 0.7
 
 
-
 def test_a_mixture_run_killed_hard_resumes_bitwise_equal(tmp_path):
-    import subprocess
-    import sys
-
-    import torch
-    from safetensors.torch import load_file
-
-    from tests.conftest import ROOT
-    from tests.integration.test_checkpoints import hard_kill, train_losses, wait_for_checkpoint
-
-    colors, counts = _sources(tmp_path)
-    data = {"train": [{"path": colors, "weight": 0.7}, {"path": counts, "weight": 0.3}], "chat_template": "chatml",
-            "seq_len": 64}
-    make_recipe(tmp_path, "sft", data, TINY_LLAMA, train={"max_steps": 30, "micro_batch_size": 4, "lr": 0.01,
-                                                          "log_every": 1})
+    _mixture_recipe(tmp_path, (0.7, 0.3), log_every=1)
     argv = [sys.executable, "-m", "launcher", "run", str(tmp_path / "recipe.yaml"), "checkpoint.every=10",
             "eval.at_start=false", "logging.tensorboard=false"]
     runs = {}
