@@ -94,8 +94,9 @@ def _launch(run: RunDir, recipe: Recipe, backend: Backend, fresh: bool = False) 
     if code is None:
         return 0  # queued: llaunch status / logs follow it
     result = run.read_result()
-    if fresh and result is not None and result.status == "failed" and not run.read_metrics():
-        shutil.rmtree(run.path)  # failed before its first step (bad data): the worker said why in one line
+    if fresh and result is not None and result.exit_code == UserError.exit_code and not run.read_metrics() \
+            and not any(run.checkpoints.glob("step-*")):
+        shutil.rmtree(run.path)  # a user's mistake found before any step (bad data): the worker said it in one line
         return result.exit_status
     if result is not None and result.status == "failed":
         code = result.exit_status
