@@ -1,5 +1,5 @@
-"""Slow ranks: each rank's own compute time per step over a log window, gathered at the log step (which has
-its collective anyway: no blocking collective per step); a rank slower than `factor` x the median of all
+"""Slow ranks: each rank's own compute time per step over a log window, summed into the log step's one
+all-reduce (no collective of its own, none per step); a rank slower than `factor` x the median of all
 ranks for `windows` log windows in a row is named with its host, so the user can drain that node.
 
 A whole step takes as long on every rank (the fast ones wait for the slow one in the gradient all-reduce),
@@ -27,12 +27,9 @@ class SlowRanks:
         dist.all_gather_object(self.hosts, socket.gethostname())
         self._streak = [0] * d.world_size
 
-    def check(self, forward_seconds: float) -> list[dict]:
-        """Collective (at a log step): the ranks slow for `windows` windows in a row, with host and times."""
-        times = torch.zeros(self.d.world_size, dtype=torch.float64, device=self.d.device)
-        times[self.d.rank] = forward_seconds
-        dist.all_reduce(times)
-        seconds = times.tolist()
+    def check(self, seconds: list[float]) -> list[dict]:
+        """`seconds`: every rank's forward time per step this window. The ranks slow for `windows` windows in
+        a row, with host and times."""
         median = statistics.median(seconds)
         slow = []
         for rank, value in enumerate(seconds):

@@ -200,10 +200,12 @@ class Trainer:
         if s.step % r.train.log_every and s.step != r.train.max_steps:
             return
         w, engine = self.window, self.engine
-        loss_sum, tokens, slots = sum_all([w.loss.item() / w.steps, w.tokens, w.slots], self.d.device)
+        forward = [0.0] * self.d.world_size  # summed: each rank's forward seconds per step at its own place
+        forward[self.d.rank] = self.forward_timer.seconds() / w.steps
+        loss_sum, tokens, slots, *forward = sum_all([w.loss.item() / w.steps, w.tokens, w.slots, *forward],
+                                                    self.d.device)
         loss, tokens_per_s = loss_sum / self.d.world_size, tokens / max(time.time() - w.start, 1e-9)
         mfu = run_mfu(r, engine.unwrapped(), self.d.device, self.d.world_size, tokens_per_s)
-        forward = self.forward_timer.seconds() / w.steps
         slow = self.slow_ranks.check(forward) if self.slow_ranks else []
         for rank in slow:
             self.log(f"slow rank {rank['rank']} on {rank['host']}: {rank['forward_seconds']:.3f} s of forward per step, "
