@@ -63,6 +63,15 @@ def _speed(train: list[dict]) -> list[str]:
     return [line + f" (median of {len(speeds)} logged window(s))"]
 
 
+def _sources(row: dict) -> list[str]:
+    """What each source of a weighted mixture gave so far: samples and tokens."""
+    samples, tokens = row.get("consumed_by_source"), row.get("tokens_by_source") or {}
+    if not samples:
+        return []
+    return [f"{'sources':<10} " + "; ".join(f"{name} {count:,} samples, {tokens.get(name, 0):,} tokens"
+                                          for name, count in samples.items())]
+
+
 def summary(run: RunDir, seconds: float | None = None, code: int | None = None) -> str:
     """What a run did, from its run dir: printed by `llaunch report`, and at the end of `llaunch run`
     (then headed by the wall time and exit code of that start)."""
@@ -85,7 +94,7 @@ def summary(run: RunDir, seconds: float | None = None, code: int | None = None) 
         minutes = (train[-1]["time"] - rows[0]["time"]) / 60
         tokens = train[-1].get("consumed_samples", 0) * recipe.data.seq_len
         lines.append(f"{'time':<10} {minutes:.1f} min logged; {tokens:,} tokens seen; last loss {train[-1]['loss']:.4f}")
-        lines += _speed(train)
+        lines += _speed(train) + _sources(train[-1])
     if evals:
         first, last = evals[0], evals[-1]
         ppl = f", perplexity {math.exp(min(last['loss'], 50)):.2f}" if "perplexity" in last else ""

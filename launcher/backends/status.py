@@ -29,6 +29,9 @@ def run_status(run: RunDir, ask_scheduler: bool = True) -> dict[str, Any]:
         "step": row["step"] if row else 0, "max_steps": max_steps, "loss": row["loss"] if row else None,
         "mfu": row.get("mfu") if row else None,
         "slow_ranks": row.get("slow_ranks") if row else None,  # [{rank, host, forward_seconds, median_seconds}]
+        # a weighted mixture's samples and tokens read from each source, {source: count}
+        "consumed_by_source": row.get("consumed_by_source") if row else None,
+        "tokens_by_source": row.get("tokens_by_source") if row else None,
         "checkpoint": newest[0] if newest else None, "restarts": state.restarts,
         "result": result.status if result else None,
     }

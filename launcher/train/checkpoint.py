@@ -42,6 +42,7 @@ class TrainerState:
     best_value: float | None = None
     stop_value: float | None = None  # early_stopping.metric's best so far
     evals_without_improvement: int = 0
+    tokens_by_source: list[int] | None = None  # a weighted mixture's tokens read from each source, all ranks
 
 
 class Checkpointer:

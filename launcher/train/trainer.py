@@ -171,6 +171,7 @@ class Trainer:
                 engine.backward(weighted)
             step_loss += weighted.detach()
         grad_norm = engine.step()
+        self._count_source_tokens()
         s.step += 1
         s.consumed_samples += r.global_batch_size
         self.window.add(step_loss, grad_norm, batches)
@@ -217,12 +218,25 @@ class Trainer:
         self.progress.update(s.step, loss, engine.lr(), tokens_per_s, mfu)
         self.window = _Window(self.d.device)
 
+    def _count_source_tokens(self) -> None:
+        """Add the step's tokens to each mixture source's total. Every rank counts the whole global batch (its
+        positions are known everywhere), so the total needs no collective and is checkpointed at any step."""
+        s = self.state
+        if self.recipe.data.weights is None:
+            return
+        ids = self.order.indices(s.consumed_samples, self.recipe.global_batch_size)
+        lengths = np.asarray(self.objective.lengths(self.train_data, ids)).reshape(len(ids), -1).sum(axis=1)
+        source = np.searchsorted(self.order.offsets, ids, side="right") - 1
+        step = np.bincount(source, weights=lengths, minlength=len(self.order.sizes)).astype(np.int64)
+        s.tokens_by_source = [int(a + b) for a, b in zip(s.tokens_by_source or [0] * len(step), step)]
+
     def _by_source(self) -> dict:
-        """A weighted mixture's consumed samples per source (a pure function of the position, so exact on resume)."""
+        """A weighted mixture's consumed samples (a pure function of the position) and tokens per source."""
         if self.recipe.data.weights is None:
             return {}
-        counts = self.order.consumed(self.state.consumed_samples)
-        return {"consumed_by_source": dict(zip(self.prepared.source_names, counts))}
+        names = self.prepared.source_names
+        return {"consumed_by_source": dict(zip(names, self.order.consumed(self.state.consumed_samples))),
+                "tokens_by_source": dict(zip(names, self.state.tokens_by_source or [0] * len(names)))}
 
     def _evaluate_if_due(self) -> Verdict:
         step, r = self.state.step, self.recipe

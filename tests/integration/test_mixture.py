@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from launcher.data.prepare import prepare
+from launcher.recipe.loading import load_recipe
 from tests.conftest import ROOT, llaunch, run_dirs
 from tests.integration.test_checkpoints import hard_kill, train_losses, wait_for_checkpoint
 from tests.integration.test_objectives_data import TINY_LLAMA, jsonl, make_recipe
@@ -61,12 +62,24 @@ def test_a_mixture_trains_and_logs_what_each_source_gave(tmp_path):
     _mixture_recipe(tmp_path, (0.5, 0.5), log_every=10)
     result = llaunch("run", str(tmp_path / "recipe.yaml"), "checkpoint.at_end=false", "output.export=false")
     assert result.returncode == 0, result.stderr
-    rows = [json.loads(line) for line in (run_dirs(tmp_path / "runs")[0] / "metrics.jsonl").read_text().splitlines()]
-    train = [row for row in rows if row.get("kind", row.get("split")) == "train" or "consumed_by_source" in row]
+    run = run_dirs(tmp_path / "runs")[0]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = [row for row in rows if row["kind"] == "train"]
     by_source = train[-1]["consumed_by_source"]
     assert sorted(by_source) == ["colors.jsonl", "counts.jsonl"] and sum(by_source.values()) == 120
     assert min(by_source.values()) > 40  # half each, drawn in a shuffled round
     assert train[-1]["loss"] < train[0]["loss"] * 0.7
+    # the tokens each source gave: the lengths of the 120 samples the order drew, counted by source
+    recipe = load_recipe(run / "recipe.yaml")
+    prepared = prepare(recipe, log=lambda _: None)
+    drawn = prepared.train_order(recipe).indices(0, 120)
+    lengths = prepared.split("train")["input_ids"].lengths()[drawn]
+    expected = {"colors.jsonl": int(lengths[drawn < 24].sum()), "counts.jsonl": int(lengths[drawn >= 24].sum())}
+    assert train[-1]["tokens_by_source"] == expected
+    shown = json.loads(llaunch("status", "--json", str(run)).stdout)[0]
+    assert shown["consumed_by_source"] == by_source and shown["tokens_by_source"] == expected
+    report = llaunch("report", str(run)).stdout
+    assert f"colors.jsonl {by_source['colors.jsonl']:,} samples, {expected['colors.jsonl']:,} tokens" in report
 
 
 def test_a_mixture_run_killed_hard_resumes_bitwise_equal(tmp_path):
@@ -93,3 +106,6 @@ def test_a_mixture_run_killed_hard_resumes_bitwise_equal(tmp_path):
     last = [json.loads(line) for line in (runs["killed"] / "metrics.jsonl").read_text().splitlines()
             if "consumed_by_source" in line][-1]
     assert sum(last["consumed_by_source"].values()) == 120
+    reference = [json.loads(line) for line in (runs["reference"] / "metrics.jsonl").read_text().splitlines()
+                 if "tokens_by_source" in line][-1]
+    assert last["tokens_by_source"] == reference["tokens_by_source"]  # counted across the kill exactly once
