@@ -34,10 +34,11 @@ class Metrics:
         if self._trackers is not None:
             self._trackers.log(kind, step, values)
 
-    def close(self) -> None:
+    def close(self, ending: str = "completed") -> None:
+        """`ending`: completed, interrupted (stopped or preempted: resumable) or failed; the trackers record it."""
         if self._file:
             self._file.close()
         if self._writer is not None:
             self._writer.close()
         if self._trackers is not None:
-            self._trackers.close()
+            self._trackers.close(ending)

@@ -107,11 +107,14 @@ class Trackers:
             now = int(time.time() * 1000)
             self._mlflow.log_batch(self._ids["mlflow"], metrics=[Metric(k, v, now, step) for k, v in scalars.items()])
 
-    def close(self) -> None:
+    def close(self, ending: str) -> None:
+        """A failed start is marked failed (W&B exit code 1, MLflow FAILED), a stopped or preempted one KILLED in
+        MLflow (a resume sets it RUNNING again), a completed one finished."""
         if self._wandb is not None:
-            self._wandb.finish()
+            self._wandb.finish(exit_code=1 if ending == "failed" else 0)
         if self._mlflow is not None:
-            self._mlflow.set_terminated(self._ids["mlflow"])
+            status = {"completed": "FINISHED", "interrupted": "KILLED"}.get(ending, "FAILED")
+            self._mlflow.set_terminated(self._ids["mlflow"], status=status)
 
 
 def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, str]:

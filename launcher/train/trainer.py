@@ -98,13 +98,13 @@ class Trainer:
     # ---- the run ----
     def run(self) -> dict:
         """Train to max_steps (or an early stop, or a stop request); close whatever happens; then export."""
-        failed = True
+        ending = "failed"
         try:
             self._open()
             result = self._train()
-            failed = False
+            ending = result["status"]
         finally:
-            self._close(failed)
+            self._close(ending)
         if result["status"] == "completed" and self.recipe.output.export:
             self.engine.export(self.rundir.export, self.tokenizer, self.d.is_main)  # collective: sharded engines gather
             if self.d.is_main:
@@ -273,15 +273,19 @@ class Trainer:
             result["early_stopped"] = True
         return result
 
-    def _close(self, failed: bool) -> None:
-        """Every ending passes here once. After a failure nothing collective runs: the other ranks may be gone."""
+    def _close(self, ending: str) -> None:
+        """Every ending (completed, interrupted, failed) passes here once. After a failure nothing collective runs:
+        the other ranks may be gone."""
+        failed = ending == "failed"
         self._agreement.settle(failed)
         if self.checkpointer:
             if failed:
                 self.checkpointer.abandon()
             else:
                 self.checkpointer.wait()
-        for part in (self.progress, self.metrics, self.sample_log, self.watchdog):
+        if self.metrics:
+            self.metrics.close(ending)
+        for part in (self.progress, self.sample_log, self.watchdog):
             if part:
                 part.close()
 

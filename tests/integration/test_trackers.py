@@ -54,6 +54,9 @@ def test_wandb_offline_and_mlflow_file_store_keep_one_run_across_a_resume(quicks
     assert failed.returncode == 1, (failed.stdout + failed.stderr)[-3000:]
     [run] = run_dirs(tmp_path / "runs")
     ids = json.loads((run / "trackers.json").read_text())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps its file store for those who ask
+    client = mlflow.MlflowClient(tracking_uri=store)
+    assert client.get_run(ids["mlflow"]).info.status == "FAILED"  # the failed start, until the resume
     resumed = llaunch("resume", str(run), env=env)
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
     assert json.loads((run / "trackers.json").read_text()) == ids
@@ -61,11 +64,13 @@ def test_wandb_offline_and_mlflow_file_store_keep_one_run_across_a_resume(quicks
     # W&B: one run id, two starts; the first holds steps up to 5, the resumed one 10, train and eval scalars
     starts = sorted((run / "wandb").glob("offline-run-*"))
     assert len(starts) == 2 and all(path.name.endswith(f"-{ids['wandb']}") for path in starts)
-    steps = []
+    steps, exit_codes = [], []
     for start in starts:
         history, config = [], {}
         for record in wandb_records(start / f"run-{ids['wandb']}.wandb"):
             kind = record.WhichOneof("record_type")
+            if kind == "exit":
+                exit_codes.append(record.exit.exit_code)
             if kind == "history":
                 history.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
                                 for item in record.history.item})
@@ -76,10 +81,9 @@ def test_wandb_offline_and_mlflow_file_store_keep_one_run_across_a_resume(quicks
         steps.append(sorted({row["_step"] for row in history}))
         assert any("train/loss" in row for row in history) and any("eval/reward_accuracy" in row for row in history)
     assert steps[0][-1] == 5 and steps[1][-1] == 10
+    assert exit_codes == [1, 0]  # the failed start is marked failed in W&B
 
     # MLflow: one run, its params the recipe, its metrics every logged step of both starts
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps its file store for those who ask
-    client = mlflow.MlflowClient(tracking_uri=store)
     experiment = client.get_experiment_by_name("preference")
     [found] = client.search_runs([experiment.experiment_id])
     assert found.info.run_id == ids["mlflow"] and found.info.status == "FINISHED"
