@@ -67,6 +67,8 @@ class Trainer:
         self.train_data = self.prepared.split("train")
         self.order = self.prepared.train_order(recipe)
         self.state = self._resume()
+        if self.state.step:
+            self.objective.resumed(self.state.step)
         self._agreement = _StepAgreement(self.stop, d)
         self._fail_at = _injected_failure(d.rank)
         self._slow_by = _injected_slowness(d.rank)

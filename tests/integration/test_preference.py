@@ -96,7 +96,7 @@ def test_full_dpo_precomputes_the_reference_once_on_two_processes(quickstart_run
     args = _args("dpo.yaml", quickstart_run[0] / "export", tmp_path, shared_cache, "method.type=full",
                  "method.lora=null", "resources.launcher=torchrun", "resources.procs_per_node=2",
                  "train.micro_batch_size=8", "train.max_steps=10", "train.lr=1e-4", "eval.every=5",
-                 "checkpoint.every=5", "logging.tensorboard=false")
+                 "checkpoint.every=5", "checkpoint.keep_last=2", "logging.tensorboard=false")
     run = _train(*args)
     scores = _evals(run)
     assert scores[0]["reward_accuracy"] == 0.5 and scores[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
@@ -105,6 +105,15 @@ def test_full_dpo_precomputes_the_reference_once_on_two_processes(quickstart_run
     assert {name.rsplit(".", 2)[1] for name in written} >= {"train", "eval"}
     # a resumed run reads the starting model's log-probs back (from the trained weights they would differ)
     (run / "checkpoints" / "step-000010").rename(run / "step-000010.moved")
+    # with the reference gone, a resume past the start refuses (the trained weights would give another one)
+    [moved] = [path for path in shared_cache.glob("data/*/reference-*.train.npy") if path.name in written]
+    moved.rename(moved.with_name("kept.npy"))
+    try:
+        refused = llaunch("resume", str(run))
+    finally:
+        moved.with_name("kept.npy").rename(moved)
+    assert refused.returncode == 1
+    assert f"{moved} is gone and this run resumed at step 5" in refused.stderr + refused.stdout
     resumed = llaunch("resume", str(run))
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
     assert _evals(run)[-1]["reward_accuracy"] == scores[-1]["reward_accuracy"]

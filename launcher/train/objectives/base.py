@@ -89,6 +89,9 @@ class Objective:
             return column.lengths()[indices]
         return np.full(len(indices), column.shape[1])
 
+    def resumed(self, step: int) -> None:
+        """The model in hand resumed at `step` (> 0): its weights are no longer the starting ones."""
+
     def loss_items(self, batch: dict[str, torch.Tensor]) -> int:
         """How many terms the model's mean loss over `batch` averages: target tokens, or examples."""
         if self.per_example:

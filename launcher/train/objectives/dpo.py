@@ -99,6 +99,10 @@ class DirectPreference(Objective):
         logps = answer_logps(model, batch, mean=self.spec.loss == "ipo")
         return logps.chunk(2)
 
+    def resumed(self, step: int) -> None:
+        if self.precomputed is not None:
+            self.precomputed.resumed_at = step
+
     def _reference(self, model, batch) -> tuple[torch.Tensor, torch.Tensor]:
         if self.precomputed is None:
             inner, disabled = adapter_disabled(model)

@@ -6,7 +6,8 @@
   forwards (so FSDP2 and ZeRO-3 gather weights in step), gathered, and written by rank 0 next to the
   prepared data (`reference-<model key>.<split>.npy`, the key naming the starting weights). Later starts of
   the run (resume, requeue) read them there; so does any run on the same data and starting model. Keep the
-  data cache while a run lives: a resume that finds them gone recomputes them from the weights it resumed.
+  data cache while a run lives: a resume that finds them gone stops with one line (the weights it resumed are
+  not the starting ones, so computing them again would train against the wrong reference).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class PrecomputedReference:
     def __init__(self, recipe, batch_of: Callable, logps: Callable):
         self.recipe, self.batch_of, self.logps = recipe, batch_of, logps
         self.table: dict[str, np.ndarray] | None = None
+        self.resumed_at = 0  # the step the weights in hand come from (0: the starting weights)
 
     def lookup(self, model: torch.nn.Module, split: str, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.table is None:
@@ -58,6 +60,11 @@ class PrecomputedReference:
         files = {split: prepared / f"reference-{self._model_key()}.{split}.npy" for split in meta["columns"]}
         if all(path.is_file() for path in files.values()):
             return {split: np.load(path) for split, path in files.items()}
+        if self.resumed_at:
+            missing = next(path for path in files.values() if not path.is_file())
+            raise RunError(f"dpo.reference=precomputed: {missing} is gone and this run resumed at step {self.resumed_at}, "
+                           "past the starting weights the reference must come from; restore the data cache "
+                           "(output.cache_dir) or start a new run")
         table = {split: self._compute(model, load_split(prepared, split, meta["columns"][split]), device)
                  for split in files}
         if not dist.is_initialized() or dist.get_rank() == 0:
