@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from launcher.data.permutation import Permutation, key_of
+from launcher.data.permutation import Permutation, key_of, permute
 
 ROUND = 10_000
 _MIX = 0x6D6978  # keeps the round keys apart from the epoch keys
@@ -30,19 +30,20 @@ class GlobalOrder:
         self.seed = seed
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         self.size = int(self.offsets[-1])
+        self.size_of = np.asarray(self.sizes, dtype=np.int64)
         self.shares = _shares(weights or [1.0] * len(self.sizes))
         self.share_starts = np.concatenate([[0], np.cumsum(self.shares)]).astype(np.int64)
         self._epochs: dict[tuple[int, int], Permutation] = {}
-        self._rounds: dict[int, Permutation] = {}
+        self._rounds: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def indices(self, start: int, count: int) -> np.ndarray:
         """Sample indices for global positions [start, start + count)."""
         source, draw = self._draws(np.arange(start, start + count, dtype=np.int64))
-        out = np.empty(count, dtype=np.int64)
-        for s in np.unique(source):
-            mask = source == s
-            out[mask] = self.offsets[s] + self._within(int(s), draw[mask])
-        return out
+        epoch, local = np.divmod(draw, self.size_of[source])
+        kinds = len(self.sizes)
+        codes, which = np.unique(epoch * kinds + source, return_inverse=True)  # one bijection per (source, epoch)
+        perms = [self._epoch(code % kinds, code // kinds) for code in codes.tolist()]
+        return self.offsets[source] + permute(perms, which, local)
 
     def sources(self, start: int, count: int) -> np.ndarray:
         """Which source each of global positions [start, start + count) draws from."""
@@ -59,34 +60,30 @@ class GlobalOrder:
         if len(self.sizes) == 1:
             return np.zeros(len(positions), dtype=np.int64), positions
         rounds, place = np.divmod(positions, ROUND)
-        slot = np.empty_like(place)
+        source, before = np.empty_like(place), np.empty_like(place)
         for r in np.unique(rounds):
             mask = rounds == r
-            slot[mask] = self._round(int(r))(place[mask])
-        source = np.searchsorted(self.share_starts, slot, side="right") - 1
-        return source, rounds * self.shares[source] + slot - self.share_starts[source]
-
-    def _within(self, source: int, draws: np.ndarray) -> np.ndarray:
-        size = self.sizes[source]
-        epochs, local = np.divmod(draws, size)
-        out = np.empty_like(local)
-        for e in np.unique(epochs):
-            mask = epochs == e
-            out[mask] = self._epoch(source, int(e))(local[mask])
-        return out
+            round_source, round_before = self._round(int(r))
+            source[mask], before[mask] = round_source[place[mask]], round_before[place[mask]]
+        return source, rounds * self.shares[source] + before
 
     def _epoch(self, source: int, epoch: int) -> Permutation:
         key = (source, epoch)
-        if key not in self._epochs:  # one per source: the epochs before are never asked for again
-            self._epochs = {k: v for k, v in self._epochs.items() if k[0] != source}
+        if key not in self._epochs:  # a few per source: the epochs before are never asked for again
+            if len(self._epochs) > 4 * len(self.sizes):
+                self._epochs = {}
             # source 0's keys are those of a single-source order, so a plain list keeps its order
             parts = (self.seed, epoch) if source == 0 else (self.seed, epoch, source)
             self._epochs[key] = Permutation(self.sizes[source], key_of(*parts))
         return self._epochs[key]
 
-    def _round(self, r: int) -> Permutation:
+    def _round(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """For each place of round r: its source, and that source's draws before it within the round.
+        Tabulated once per round (2 x 80 KB), so a batch looks its places up instead of permuting them."""
         if r not in self._rounds:
-            self._rounds = {r: Permutation(ROUND, key_of(self.seed, _MIX, r))}
+            slot = Permutation(ROUND, key_of(self.seed, _MIX, r)).table()
+            source = np.searchsorted(self.share_starts, slot, side="right") - 1
+            self._rounds = {r: (source, slot - self.share_starts[source])}
         return self._rounds[r]
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from launcher.data.order import GlobalOrder, micro_batch_start
+from launcher.data.permutation import Permutation, key_of, permute
 
 pytestmark = pytest.mark.unit
 
@@ -49,15 +50,28 @@ def test_a_billion_samples_cost_no_memory_and_repeat_nothing_within_an_epoch():
     late = order.indices(10**9 - 500_000, 10**6)  # across the end of epoch 0
     assert len(np.unique(late[:500_000])) == 500_000 and len(np.unique(late[500_000:])) == 500_000
     assert np.array_equal(late[500_000:], GlobalOrder(size=10**9, seed=7).indices(10**9, 500_000))
-    tracemalloc.start()
-    began = time.perf_counter()
-    for step in range(100):
-        order.indices(123_456_789 + step * 1024, 1024)
-    elapsed = (time.perf_counter() - began) / 100
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert peak < 1 << 20  # bytes: a batch's own arrays, nothing of the 10^9
-    assert elapsed < 5e-3  # per batch of 1024 (about 0.4 ms on an idle core; bench/data_prep.py measures it)
+    mixture = GlobalOrder([6 * 10**8, 3 * 10**8, 10**8], seed=7, weights=[0.5, 0.3, 0.2])
+    for each in (order, mixture):
+        began = time.perf_counter()
+        for step in range(100):
+            each.indices(123_456_789 + step * 1024, 1024)
+        elapsed = (time.perf_counter() - began) / 100
+        tracemalloc.start()  # on its own pass: tracing slows what it watches several times over
+        for step in range(100, 120):
+            each.indices(123_456_789 + step * 1024, 1024)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 2 << 20  # bytes: a batch's own arrays and the mixture's round table, nothing of the 10^9
+        assert elapsed < 5e-3  # per batch of 1024 (under 1 ms on an idle core; bench/sample_order.py measures it)
+
+
+def test_batched_bijections_equal_each_on_its_own():
+    perms = [Permutation(n, key_of(4, n)) for n in (1, 7, 10_000, 6 * 10**8)]
+    which = np.arange(4000) % 4
+    positions = np.arange(4000) % np.array([p.n for p in perms])[which]
+    alone = np.concatenate([perms[i](positions[which == i]) for i in range(4)])
+    assert np.array_equal(np.concatenate([permute(perms, which, positions)[which == i] for i in range(4)]), alone)
+    assert np.array_equal(perms[2].table(), perms[2](np.arange(10_000)))
 
 
 def test_small_orders_are_permutations():
