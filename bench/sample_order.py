@@ -16,7 +16,7 @@ import tracemalloc
 from common import ROOT, save, table
 
 sys.path.insert(0, str(ROOT))
-from launcher.data.order import GlobalOrder  # noqa: E402
+from launcher.data.order import GlobalOrder
 
 BATCH = 1024
 START = 123_456_789  # mid-epoch, mid-round: nothing cached from the start
