@@ -1,7 +1,7 @@
 """Checkpoints: sharded model/optimizer state (through the engine) + trainer state + per-rank RNG.
 
 A checkpoint counts only once every rank has written and rank 0 has put the COMPLETE marker in
-place by atomic rename. The marker records the size and crc32 of every file (launcher/checksums.py):
+place by atomic rename. The marker records the size and xxh3-64 hash of every file (launcher/checksums.py):
 each rank hashes what it wrote right after writing it, and rank 0 gathers them into the marker. Resume
 takes the newest complete one whose files read back as written (each rank checks a share), falling back
 past a damaged one; incomplete ones are removed. With `checkpoint.async`, the state is staged in memory
@@ -23,7 +23,7 @@ import torch.distributed as dist
 
 from launcher.checkpoints import (BEST, MARKER, best_checkpoint, complete_checkpoints, incomplete_checkpoints,
                                   latest_complete, step_dir)
-from launcher.checksums import Manifest, check, content_files, crc32_bytes, hash_files, marker_text, own_files, recorded
+from launcher.checksums import Manifest, check, content_files, hash_bytes, hash_files, marker_text, own_files, recorded
 from launcher.errors import RunError
 from launcher.train.distributed import Dist
 from launcher.train.engines.base import Engine
@@ -120,7 +120,7 @@ class Checkpointer:
             files = {name: entry for part in gathered for name, entry in part.items()}
             state = json.dumps(payload, indent=1).encode()
             (path / STATE_FILE).write_bytes(state)
-            files[STATE_FILE] = [len(state), crc32_bytes(state)]
+            files[STATE_FILE] = [len(state), hash_bytes(state)]
             files.update(hash_files(path, [n for n in content_files(path) if n not in files]))  # none expected
             tmp = path / f".{MARKER}.tmp"
             tmp.write_text(marker_text(payload["trainer"]["step"], files))

@@ -297,7 +297,7 @@ def test_a_damaged_checkpoint_is_reported_refused_by_export_and_skipped_by_resum
     listing = llaunch("checkpoints", str(run), "--verify")
     assert listing.returncode == 1
     [bad] = [line for line in listing.stdout.splitlines() if "DAMAGED" in line]
-    assert newest.name in bad and "__1_0.distcp reads back with crc32" in bad
+    assert newest.name in bad and "__1_0.distcp reads back with xxh3_64" in bad
     assert f"step-{STEPS - 10:06d}  <- resume uses this" in listing.stdout
 
     exported = llaunch("export", str(run), "--out", str(tmp_path / "exported"))
