@@ -6,6 +6,7 @@ import shlex
 from importlib.util import find_spec
 
 from launcher.plan.launch_plan import LaunchPlan
+from launcher.recipe.packing import packing_default
 from launcher.recipe.schema import Recipe, TrainSpec
 
 ADAM_EPS = 1e-8  # torch.optim.AdamW's default: no engine passes eps
@@ -28,6 +29,7 @@ def describe(source: str, recipe: Recipe, plan: LaunchPlan) -> str:
         f"{_per_step(recipe)} per step, {t.max_steps} steps",
         f"optimizer {_optimizer(t)}",
         *([f"attention {_packed_attention(recipe)}"] if recipe.objective == "sft" and recipe.data.packing else []),
+        *_padding_fallback(recipe),
         f"launch    {plan.launcher}: {plan.nodes} node(s) x {plan.procs_per_node} process(es), device {r.device}",
         "commands:",
     ]
@@ -63,6 +65,14 @@ def _optimizer(t: TrainSpec) -> str:
     decay = f"weight decay {t.weight_decay:g}" + (" (none on biases and norms)" if t.weight_decay else "")
     return (f"AdamW lr {t.lr:g}, betas ({t.betas[0]:g}, {t.betas[1]:g}), eps {ADAM_EPS:g}, {decay}, "
             f"warmup {t.warmup_steps} steps, {t.schedule} schedule, {clip}")
+
+
+def _padding_fallback(recipe: Recipe) -> list[str]:
+    """One line where sft pads because packing's default is off for this model (packing_default says why)."""
+    if recipe.objective != "sft" or recipe.data.packing:
+        return []
+    packs, why = packing_default(recipe.objective, recipe.model)
+    return [] if packs else [f"packing   off: sft falls back to padding here ({why})"]
 
 
 def _packed_attention(recipe: Recipe) -> str:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from launcher.recipe import load_recipe
-from tests.conftest import ROOT
+from tests.conftest import ROOT, llaunch
 
 pytestmark = pytest.mark.unit
 
@@ -31,3 +31,15 @@ def test_other_attention_pads(tmp_path, config):
 def test_the_recipe_decides_when_it_says(tmp_path):
     assert _packing(tmp_path, {"model_type": "llama"}, "data.packing=false") is False
     assert _packing(tmp_path, {"model_type": "gpt2"}, "data.packing=true") is True
+
+
+def test_plan_says_when_sft_falls_back_to_padding_and_why(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    shown = llaunch("plan", str(SFT), "~data.packing", f"model.path={tmp_path}")
+    assert shown.returncode == 0, shown.stderr
+    fallback = [line for line in shown.stdout.splitlines() if line.startswith("packing")]
+    assert fallback == ["packing   off: sft falls back to padding here "
+                        "(model type gpt2 is not one whose attention llaunch packs)"]
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    packed = llaunch("plan", str(SFT), "~data.packing", f"model.path={tmp_path}").stdout
+    assert "falls back to padding" not in packed and "attention packed rows" in packed
