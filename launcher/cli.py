@@ -70,9 +70,17 @@ def _cmd_prepare(args) -> int:
     from launcher.preflight import preflight
     from launcher.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    workers = [f"data.num_proc={args.workers}"] if args.workers else []
+    recipe = load_recipe(args.recipe, args.overrides + workers)
     preflight(recipe)
-    prepare_data(recipe)
+    if args.tasks is None and args.task is None:
+        prepare_data(recipe)
+        return 0
+    if args.tasks is None or args.task is None or not 0 <= args.task < args.tasks:
+        raise UserError("--task I --tasks N go together, with 0 <= I < N (an array task's share of the shards)")
+    from launcher.data.prepare import prepare_slice
+
+    prepare_slice(recipe, args.task, args.tasks)
     return 0
 
 
@@ -302,7 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
                                   "script), run nothing"))
     plan.add_argument("--json", action="store_true", help="print the LaunchPlan as JSON")
     with_recipe("validate", _cmd_validate, "check a recipe (exit 2 with one line if it is wrong)")
-    with_recipe("prepare", _cmd_prepare, "tokenize and pack the data into the cache, nothing else")
+    prepare = with_recipe("prepare", _cmd_prepare, "tokenize and pack the data into the cache, nothing else")
+    prepare.add_argument("--workers", type=int, metavar="N", help="processes, one shard each at a time (data.num_proc)")
+    prepare.add_argument("--task", type=int, metavar="I", help="array task I of --tasks N: prepare only the shards "
+                         "whose index %% N == I; a later plain prepare assembles them")
+    prepare.add_argument("--tasks", type=int, metavar="N", help="tasks in the array")
     estimate = with_recipe("estimate", _cmd_estimate,
                            "memory per GPU for every engine x method, from the model's config (loads no weights)")
     estimate.add_argument("--gpu-memory", default="80GiB", help="memory of one GPU (default 80GiB)")

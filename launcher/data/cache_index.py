@@ -17,8 +17,8 @@ from launcher.recipe.schema import Recipe
 from launcher.data.fingerprint import digest, files_digest
 
 # of the prepared arrays; a change gives every recipe a new cache entry (v3: sft replies end as the template
-# ends the turn, with one EOS)
-FORMAT_VERSION = "columns-v3"
+# ends the turn, with one EOS; v4: prepared shard by shard, eval_fraction held out per shard)
+FORMAT_VERSION = "columns-v4"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.txt", "vocab.json",
                    "merges.txt", "chat_template.jinja", "chat_template.json")
@@ -51,16 +51,17 @@ def _index_file(recipe: Recipe) -> Path:
 
 
 def _sources_key(recipe: Recipe) -> str:
-    data, tokenizer = recipe.data, recipe.tokenizer
+    """Reads no data bytes once the inputs were fingerprinted (fingerprint.py keeps each file's digest by its stamp)."""
+    data, tokenizer, cache = recipe.data, recipe.tokenizer, cache_root(recipe)
     if tokenizer.train is not None:
         source = ("train", tokenizer.train.model_dump(mode="json", exclude={"files"}),
-                  files_digest(tokenizer.train.files or data.train))
+                  files_digest(tokenizer.train.files or data.train, cache))
     else:
         directory = Path(tokenizer.path or recipe.model.path)
         files = [str(directory / name) for name in TOKENIZER_FILES if (directory / name).is_file()]
-        source = ("dir", [Path(f).name for f in files], files_digest(files))
+        source = ("dir", [Path(f).name for f in files], files_digest(files, cache))
     template = [data.chat_template_file] if data.chat_template_file else []
     settings = data.model_dump(mode="json", exclude={"train", "eval", "num_proc", "chat_template_file", "weights"})
-    return digest(files_digest(data.train), files_digest(data.eval), files_digest(template), source, settings,
-                  data.weights is not None,
+    return digest(files_digest(data.train, cache), files_digest(data.eval, cache), files_digest(template, cache),
+                  source, settings, data.weights is not None,
                   recipe.train.seed, recipe.objective, recipe.model.trust_remote_code, FORMAT_VERSION)

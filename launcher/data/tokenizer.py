@@ -34,7 +34,7 @@ def _trained_dir(recipe: Recipe, cache_dir: Path) -> Path:
 
     spec = recipe.tokenizer.train
     files = expand(spec.files or recipe.data.train, "tokenizer.train.files")
-    key = digest(files_digest(files), spec.vocab_size, spec.model_type, "sp-v1")
+    key = digest(files_digest(files, cache_dir), spec.vocab_size, spec.model_type, "sp-v1")
     out = cache_dir / "tokenizers" / key
     if (out / "tokenizer.model").exists():
         return out

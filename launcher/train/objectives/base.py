@@ -58,12 +58,28 @@ class Objective:
     def text_column(self, kind: str) -> str:
         return "text" if kind == "text" else self.data.text_field
 
-    def infer_labels(self, train: Rows) -> list[str] | None:
-        """The head's label names (seq_cls, token_cls): data.labels, else those seen in train."""
+    has_labels = False  # a head with named labels (seq_cls, token_cls): data.labels, else learnt from data.train
+
+    def seen_labels(self, train: Rows) -> set[str]:
+        """The label names in these train rows (read only without data.labels)."""
+        return set()
+
+    def labels_from(self, seen: set[str]) -> list[str] | None:
+        """The head's label names: data.labels, else those seen in every train shard."""
         return None
 
     def encode(self, rows: Rows, split: str) -> dict[str, Any]:
         raise NotImplementedError
+
+    # Preparation encodes a shard batch by batch (launcher/data/parts.py) and lays the parts end to end:
+    # `streams` are columns of token streams cut into data.seq_len blocks only then (clm, mlm);
+    # `row_numbers` are columns holding row numbers of the split (qa's windows name their example).
+    streams: tuple[str, ...] = ()
+    row_numbers: tuple[str, ...] = ()
+
+    def encode_part(self, rows: Rows, split: str) -> dict[str, Any]:
+        """A batch of a shard's rows as part columns; `encode` gives the whole split at once (llaunch eval)."""
+        return self.encode(rows, split)
 
     def size(self, columns: dict[str, Any]) -> int:
         """Number of training samples (what the global order permutes)."""

@@ -1,7 +1,9 @@
-"""clm: causal language modelling on packed blocks (documents joined by EOS, cut into seq_len tokens)."""
+"""clm: causal language modelling on packed blocks (documents joined by EOS, cut into seq_len tokens; preparation
+lays the shards' token streams end to end before cutting, so blocks cross shard boundaries as in one file)."""
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -12,37 +14,37 @@ from launcher.train.objectives.base import Objective
 from launcher.data.rows import Rows
 
 
-def tokenize_documents(rows: Rows, column: str, tokenizer, num_proc: int, separator: int | None):
-    """Token ids of every non-empty document, each followed by `separator` (EOS / SEP)."""
-
-    def encode(batch):
-        ids = tokenizer(batch[column], add_special_tokens=False)["input_ids"]
-        tail = [separator] if separator is not None else []
-        return {"ids": [row + tail for row, text in zip(ids, batch[column]) if text and text.strip()]}
-
-    return rows.table.map(encode, batched=True, num_proc=num_proc if num_proc > 1 else None,
-                          remove_columns=rows.table.column_names)
+def document_stream(rows: Rows, column: str, tokenizer, separator: int | None) -> np.ndarray:
+    """Token ids of every non-empty document, each followed by `separator` (EOS / SEP), laid end to end."""
+    texts = [text for text in rows.column(column) if text and text.strip()]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    tail = [separator] if separator is not None else []
+    total = sum(len(row) for row in ids) + len(tail) * len(ids)
+    return np.fromiter(chain.from_iterable(row + tail for row in ids), dtype=np.int32, count=total)
 
 
-def pack(docs, seq_len: int, what: str) -> np.ndarray:
-    """Concatenate documents and cut into full blocks; the remainder is dropped."""
-    import pyarrow.compute as pc
-
-    # arrow flattens the ragged id lists in C, without a Python object per token
-    flat = pc.list_flatten(docs.data.column("ids")).to_numpy().astype(np.int32, copy=False)
-    blocks = len(flat) // seq_len
+def pack(stream: np.ndarray, seq_len: int, what: str) -> np.ndarray:
+    """Cut a token stream into full blocks; the remainder is dropped."""
+    blocks = len(stream) // seq_len
     if blocks == 0:
-        raise UserError(f"{what}: {len(flat)} tokens, fewer than one sequence of data.seq_len={seq_len}")
-    return flat[: blocks * seq_len].reshape(blocks, seq_len)
+        raise UserError(f"{what}: {len(stream)} tokens, fewer than one sequence of data.seq_len={seq_len}")
+    return stream[: blocks * seq_len].reshape(blocks, seq_len)
+
+
+def split_name(split: str) -> str:
+    return "data.train" if split == "train" else "eval data"
 
 
 class CausalLM(Objective):
     name = "clm"
 
+    streams = ("blocks",)
+
+    def encode_part(self, rows: Rows, split: str) -> dict[str, Any]:
+        return {"blocks": document_stream(rows, self.text_column(rows.kind), self.tokenizer, self.tokenizer.eos_token_id)}
+
     def encode(self, rows: Rows, split: str) -> dict[str, Any]:
-        docs = tokenize_documents(rows, self.text_column(rows.kind), self.tokenizer, self.data.num_proc,
-                                  self.tokenizer.eos_token_id)
-        return {"blocks": pack(docs, self.data.seq_len, "data.train" if split == "train" else "eval data")}
+        return {"blocks": pack(self.encode_part(rows, split)["blocks"], self.data.seq_len, split_name(split))}
 
     def size(self, columns: dict[str, Any]) -> int:
         return len(columns["blocks"])

@@ -8,6 +8,7 @@ masks of sample k are drawn from a generator seeded by (seed, k): a resumed run 
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 
 from launcher.errors import UserError
 from launcher.train.objectives.base import IGNORE, EvalOutput, Objective, loss_metrics
-from launcher.train.objectives.clm import pack, tokenize_documents
+from launcher.train.objectives.clm import document_stream, pack, split_name
 from launcher.data.rows import Rows
 
 TRAIN_STREAM, EVAL_STREAM = 1, 2
@@ -31,15 +32,24 @@ class MaskedLM(Objective):
             tokenizer.add_special_tokens({"mask_token": "<mask>"})
         return tokenizer
 
-    def encode(self, rows: Rows, split: str) -> dict[str, Any]:
+    streams = ("blocks", "word_start")
+
+    def encode_part(self, rows: Rows, split: str) -> dict[str, Any]:
         tok = self.tokenizer
         separator = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
-        docs = tokenize_documents(rows, self.text_column(rows.kind), tok, self.data.num_proc, separator)
-        blocks = pack(docs, self.data.seq_len, "data.train" if split == "train" else "eval data")
-        columns = {"blocks": blocks}
+        stream = document_stream(rows, self.text_column(rows.kind), tok, separator)
+        columns = {"blocks": stream}
         if self.data.whole_word_mask:
-            columns["word_start"] = word_starts(tok, blocks)
+            columns["word_start"] = self._word_start_table[stream]
         return columns
+
+    def encode(self, rows: Rows, split: str) -> dict[str, Any]:
+        return {name: pack(column, self.data.seq_len, split_name(split))
+                for name, column in self.encode_part(rows, split).items()}
+
+    @cached_property
+    def _word_start_table(self) -> np.ndarray:
+        return word_start_table(self.tokenizer)
 
     def size(self, columns):
         return len(columns["blocks"])
@@ -98,14 +108,12 @@ def choose_masked(block: np.ndarray, special: np.ndarray, probability: float, rn
     return np.flatnonzero(chosen)
 
 
-def word_starts(tokenizer, blocks: np.ndarray) -> np.ndarray:
-    """True where a token begins a word: WordPiece continuations start with '##', sentencepiece words with '▁'."""
+def word_start_table(tokenizer) -> np.ndarray:
+    """True for a token that begins a word: WordPiece continuations start with '##', sentencepiece words with '▁'."""
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     if any(piece and piece.startswith("▁") for piece in vocab):
-        starts = np.array([bool(piece) and piece.startswith("▁") for piece in vocab])
-    elif any(piece and piece.startswith("##") for piece in vocab):
-        starts = np.array([not (piece or "").startswith("##") for piece in vocab])
-    else:
-        raise UserError("data.whole_word_mask: cannot tell word starts for this tokenizer (neither WordPiece '##' "
-                        "nor sentencepiece '▁' pieces); set data.whole_word_mask=false")
-    return starts[blocks]
+        return np.array([bool(piece) and piece.startswith("▁") for piece in vocab])
+    if any(piece and piece.startswith("##") for piece in vocab):
+        return np.array([not (piece or "").startswith("##") for piece in vocab])
+    raise UserError("data.whole_word_mask: cannot tell word starts for this tokenizer (neither WordPiece '##' "
+                    "nor sentencepiece '▁' pieces); set data.whole_word_mask=false")

@@ -25,6 +25,7 @@ class QuestionAnswering(Objective):
     name = "qa"
     auto_class = "AutoModelForQuestionAnswering"
     per_example = True
+    row_numbers = ("example",)
 
     def needed_columns(self, kind):
         cols = self.data.columns

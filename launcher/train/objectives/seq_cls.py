@@ -17,6 +17,7 @@ class SequenceClassification(Objective):
     name = "seq_cls"
     auto_class = "AutoModelForSequenceClassification"
     per_example = True
+    has_labels = True
 
     def needed_columns(self, kind):
         needed = {self.text_column(kind): "data.text_field", self.data.columns.label: "data.columns.label"}
@@ -24,10 +25,13 @@ class SequenceClassification(Objective):
             needed[self.data.columns.text_pair] = "data.columns.text_pair"
         return needed
 
-    def infer_labels(self, train: Rows) -> list[str]:
+    def seen_labels(self, train: Rows) -> set[str]:
         seen: set[str] = set()
         for i, value in enumerate(train.column(self.data.columns.label)):
             seen.update(self._names(train, i, value))
+        return seen
+
+    def labels_from(self, seen: set[str]) -> list[str]:
         return declared_or_seen(self.data.labels, sorted(seen))
 
     def _names(self, rows: Rows, index: int, value: Any) -> list[str]:

@@ -21,13 +21,16 @@ class TokenClassification(Objective):
     name = "token_cls"
     auto_class = "AutoModelForTokenClassification"
     shifted_labels = False
+    has_labels = True
 
     def needed_columns(self, kind):
         cols = self.data.columns
         return {cols.tokens: "data.columns.tokens", cols.tags: "data.columns.tags"}
 
-    def infer_labels(self, train: Rows) -> list[str]:
-        seen = {tag for i, tags in enumerate(train.column(self.data.columns.tags)) for tag in self._tags(train, i, tags)}
+    def seen_labels(self, train: Rows) -> set[str]:
+        return {tag for i, tags in enumerate(train.column(self.data.columns.tags)) for tag in self._tags(train, i, tags)}
+
+    def labels_from(self, seen: set[str]) -> list[str]:
         labels = declared_or_seen(self.data.labels, sorted(seen))
         return (["O"] + [t for t in labels if t != "O"]) if "O" in labels else labels
 
