@@ -253,6 +253,8 @@ def _map(job: _Job, function: Callable[[_Job, Shard], Any], shards: list[Shard],
     """function(job, shard) for every shard, in `workers` processes (forked: each inherits the loaded tokenizer)."""
     if workers <= 1 or len(shards) <= 1:
         return [function(job, shard) for shard in shards]
+    import datasets  # noqa: F401 (imported once here, not again in every forked worker)
+
     global _JOB
     _JOB = job
     with multiprocessing.get_context("fork").Pool(min(workers, len(shards)), initializer=_one_core) as pool:
