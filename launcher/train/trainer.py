@@ -41,6 +41,7 @@ from launcher.train.progress import TrainProgress
 from launcher.train.sample_log import SampleLog
 from launcher.train.slow_ranks import ForwardTimer, SlowRanks
 from launcher.train.stop import StopRequest
+from launcher.train.sync_check import SyncCheck
 from launcher.train.watchdog import Watchdog
 from launcher.train.token_budget import budget_groups
 
@@ -73,6 +74,7 @@ class Trainer:
         self._fail_at = _injected_failure(d.rank)
         self._slow_by = _injected_slowness(d.rank)
         self.metrics = self.progress = self.checkpointer = self.sample_log = self.watchdog = None  # opened by run()
+        self.sync_check = None
 
     def _write_objective(self, directory) -> None:
         r = self.recipe
@@ -128,14 +130,18 @@ class Trainer:
         self.watchdog = Watchdog(r.resources.hang_timeout, run, d.rank, self.log)
         self.slow_ranks = SlowRanks(r.resources.slow_rank, d) if d.world_size > 1 else None
         self.forward_timer = ForwardTimer(d.device)
+        self.sync_check = SyncCheck(d.device, self.log)
 
     def _train(self) -> dict:
         if self.state.step == 0 and self.recipe.eval.at_start:
             self.evaluate(0)
         self.engine.model.train()  # once: evaluation puts back the mode it found (a module walk per step was 0.6%)
         while self.state.step < self.recipe.train.max_steps:
-            self.watchdog.started(self.state.step + 1)
-            if not self._step():
+            step = self.state.step + 1
+            self.watchdog.started(step)
+            with self.sync_check.step(step, self._logs_at(step)):
+                stepped = self._step()
+            if not stepped:
                 return self._stopped()
             self.watchdog.finished()
             self._log_if_due()
@@ -198,9 +204,12 @@ class Trainer:
         return [self.objective.train_batch(self.train_data, ids, where) for ids, where in zip(indices, positions)]
 
     # ---- cadence ----
+    def _logs_at(self, step: int) -> bool:
+        return step % self.recipe.train.log_every == 0 or step == self.recipe.train.max_steps
+
     def _log_if_due(self) -> None:
         s, r = self.state, self.recipe
-        if s.step % r.train.log_every and s.step != r.train.max_steps:
+        if not self._logs_at(s.step):
             return
         w, engine = self.window, self.engine
         forward = [0.0] * self.d.world_size  # summed: each rank's forward seconds per step at its own place
@@ -287,7 +296,7 @@ class Trainer:
                 self.checkpointer.wait()
         if self.metrics:
             self.metrics.close(ending)
-        for part in (self.progress, self.sample_log, self.watchdog):
+        for part in (self.progress, self.sample_log, self.watchdog, self.sync_check):
             if part:
                 part.close()
 
@@ -331,42 +340,62 @@ class _StepAgreement:
     rank's number of micro batches (they differ under a token budget).
 
     Started before the first forward and waited for before the first backward, so its latency hides behind
-    the forward. The count stays on the device (no sync); the stop flag is read one step later, when its
-    all-reduce has long finished, so all ranks stop at the same step, one after the request.
+    the forward. The count stays on the device; the stop flag is copied to pinned host memory behind the
+    all-reduce and read one step later, when that copy has long finished, so all ranks stop at the same
+    step, one after the request, and the host never waits for the device to drain (on a GPU a plain read
+    would stall the kernel queue at every step).
     """
 
     def __init__(self, stop: StopRequest, d: Dist):
         self.stop, self.d = stop, d
         self._values: torch.Tensor | None = None
         self._work = None
+        self._flag: torch.Tensor | None = None  # the stop flag on the host, once the all-reduce is done
+        self._copied = None  # on CUDA: the event after the flag's copy to the host
 
     def start(self, count: int, micro_batches: int) -> None:
         values = [count, int(self.stop.requested)] + [0] * self.d.world_size
         values[2 + self.d.rank] = micro_batches  # summed: every rank's count at its own place
         self._values = torch.tensor(values, dtype=torch.int64, device=self.d.device)
         self._work = dist.all_reduce(self._values, async_op=True) if self.d.world_size > 1 else None
+        self._flag = self._copied = None
 
     def total(self) -> torch.Tensor:
+        self._arrived()
+        return self._values[0].clamp(min=1)
+
+    def _arrived(self) -> None:
+        """Let the device stream wait for the all-reduce (NCCL: no host wait) and queue the flag's copy."""
+        if self._flag is not None:
+            return
         if self._work is not None:
             self._work.wait()
             self._work = None
-        return self._values[0].clamp(min=1)
+        if self._values.is_cuda:
+            self._flag = torch.empty(1, dtype=torch.int64, pin_memory=True)
+            self._flag.copy_(self._values[1:2], non_blocking=True)
+            self._copied = torch.cuda.Event()
+            self._copied.record()
+        else:
+            self._flag = self._values[1:2]
 
     def most_micro_batches(self) -> int:
         """The largest number of micro batches any rank has this step (a host read: waits for the device)."""
-        self.total()
+        self._arrived()
         return int(self._values[2:].max())
 
     def stop_agreed(self) -> bool:
         if self._values is None:
             return False
-        self.total()
-        return bool(self._values[1].item())
+        self._arrived()
+        if self._copied is not None:
+            self._copied.synchronize()
+        return bool(self._flag[0])
 
     def settle(self, failed: bool) -> None:
         """Finish the all-reduce in flight before the collectives that follow the loop (none after a failure)."""
         if not failed and self._values is not None:
-            self.total()
+            self._arrived()
 
 
 def _recipe_for(run: RunDir, d: Dist, log) -> Recipe:
