@@ -11,6 +11,9 @@ bench/results/gpu.md as well:
 - a ~1B Llama at seq 2048, FSDP2, bf16 (bench/recipes/gpu_1b.yaml) with and without parallel.compile and
   activation checkpointing: tokens/s and MFU from metrics.jsonl, peak GPU memory (nvidia-smi, polled) against
   `llaunch estimate` (launcher.estimate.estimate_recipe);
+- host-device syncs: the 1B runs count synchronizing calls in their unlogged steps (LLAUNCH_SYNC_CHECK,
+  launcher/train/sync_check.py; target 0);
+- packed vs padded SFT useful tokens/s on variable-length rows (bench/packing.py --cuda; target >= 1.5x);
 - async vs sync checkpoint stall of that model: the extra seconds of the steps after a save;
 - `llaunch run` to the first step (the first case's first metrics row).
 Without CUDA it validates and plans every case's recipe (`llaunch validate` / `plan`, in process), says so in
@@ -41,7 +44,7 @@ from common import ENV, PYTHON, RESULTS, ROOT, table
 SMALL = str(ROOT / "bench" / "recipes" / "gpu_small.yaml")
 BIG = str(ROOT / "bench" / "recipes" / "gpu_1b.yaml")
 ENGINES, METHODS = ("ddp", "fsdp2", "zero2", "zero3"), ("full", "lora", "qlora")
-ENV_GPU = {k: v for k, v in ENV.items() if k != "DS_ACCELERATOR"}
+ENV_GPU = {**{k: v for k, v in ENV.items() if k != "DS_ACCELERATOR"}, "LLAUNCH_SYNC_CHECK": "1"}
 SAVE_AT = 8  # the 1B stall runs save after this step
 
 
@@ -60,7 +63,8 @@ def cases() -> list[dict]:
                        "resume": m == "full", "timeout": 90 if m == "full" else 60}
               for e in ENGINES for m in METHODS}
     big = [{"name": f"1B fsdp2{' compile' if c else ''}{' AC' if a else ''}", "recipe": BIG, "kind": "throughput",
-            "overrides": [f"parallel.compile={str(c).lower()}", f"parallel.activation_checkpointing={str(a).lower()}"],
+            "overrides": [f"parallel.compile={str(c).lower()}", f"parallel.activation_checkpointing={str(a).lower()}",
+                          "train.log_every=4"],  # 3 unlogged steps in 4 for the sync check
             "timeout": 150 if c else 100} for c, a in ((False, False), (True, False), (True, True), (False, True))]
     stall = [{"name": f"1B checkpoint {mode}", "recipe": BIG, "kind": "stall", "timeout": 120,
               "overrides": ["train.max_steps=12", f"checkpoint.every={SAVE_AT}",
@@ -68,7 +72,9 @@ def cases() -> list[dict]:
              for mode in ("sync", "async")]
     packed = {"name": "packed SFT kernels", "kind": "packed", "recipe": str(ROOT / "bench" / "recipes" / "packing.yaml"),
               "overrides": ["resources.device=cuda", "parallel.mixed_precision=bf16"], "timeout": 90}
-    order = [matrix["ddp", "full"], packed, big[0], big[1], matrix["fsdp2", "full"], matrix["zero2", "full"],
+    packed_speed = {"name": "packed vs padded SFT", "kind": "packed_speed", "recipe": packed["recipe"],
+                    "overrides": packed["overrides"], "timeout": 120}
+    order = [matrix["ddp", "full"], packed, big[0], packed_speed, big[1], matrix["fsdp2", "full"], matrix["zero2", "full"],
              matrix["zero3", "full"], *(matrix[e, "qlora"] for e in ENGINES), *(matrix[e, "lora"] for e in ENGINES),
              big[2], *stall, big[3]]
     return order
@@ -205,11 +211,21 @@ def throughput_case(runner: Runner, case: dict) -> dict:
     steady = [rows[s] for s in sorted(rows) if s > 4]  # compilation and first allocations before
     estimate = estimate_recipe(load_recipe(case["recipe"], case["overrides"]), runner.gpus).total
     peak = memory.peak_mib * 2**20
-    result = {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in steady),
+    syncs = _sync_check(run_dir)
+    result = {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in steady), "sync_check": syncs,
               "mfu": statistics.median(r["mfu"] for r in steady) if all("mfu" in r for r in steady) else None,
               "peak_memory": human(peak), "estimate": human(estimate), "peak_over_estimate": peak / estimate}
-    result["ok"] = True
+    result["ok"] = syncs is not None and syncs.startswith("0 ")
     return result
+
+
+def _sync_check(run_dir: Path) -> str | None:
+    """The worker's `sync check:` line (rank 0's log), without its prefix."""
+    for log in sorted((run_dir / "logs").glob("*")):
+        for line in log.read_text(errors="replace").splitlines():
+            if "sync check: " in line:
+                return line.split("sync check: ", 1)[1]
+    return None
 
 
 def stall_case(runner: Runner, case: dict) -> dict:
@@ -234,7 +250,19 @@ def packed_case(runner: Runner, case: dict) -> dict:
     return result
 
 
-KINDS = {"engine": engine_case, "throughput": throughput_case, "stall": stall_case, "packed": packed_case}
+def packed_speed_case(runner: Runner, case: dict) -> dict:
+    """bench/packing.py --cuda: the same SFT rows packed and padded, useful tokens/s (target >= 1.5x)."""
+    timeout = min(case["timeout"], runner.deadline - time.time())
+    subprocess.run([PYTHON, str(ROOT / "bench" / "packing.py"), "--cuda", "--rounds", "1"], cwd=ROOT / "bench",
+                   env=ENV_GPU, check=True, capture_output=True, timeout=timeout)
+    speed = json.loads((RESULTS / "packing.json").read_text())["median_tokens_per_s"]
+    ratio = speed["packing"] / speed["padding"]
+    return {"packed_tokens_per_s": speed["packing"], "padded_tokens_per_s": speed["padding"],
+            "packed_over_padded": ratio, "ok": ratio >= 1.5}
+
+
+KINDS = {"engine": engine_case, "throughput": throughput_case, "stall": stall_case, "packed": packed_case,
+         "packed_speed": packed_speed_case}
 
 
 def _cuda_devices() -> list[str]:
@@ -281,7 +309,10 @@ def _table(results: list[dict]) -> str:
         if "tokens_per_s" in r and "peak_memory" in r:
             mfu = f", MFU {r['mfu']:.1%}" if r["mfu"] is not None else ""
             return (f"{r['tokens_per_s']:,.0f} tok/s{mfu}; peak {r['peak_memory']} vs estimate {r['estimate']} "
-                    f"({r['peak_over_estimate']:.2f}x)")
+                    f"({r['peak_over_estimate']:.2f}x); syncs: {r['sync_check']}")
+        if "packed_over_padded" in r:
+            return (f"packed {r['packed_tokens_per_s']:,.0f} vs padded {r['padded_tokens_per_s']:,.0f} useful tok/s "
+                    f"({r['packed_over_padded']:.2f}x)")
         if "stall_s" in r:
             return f"stall {r['stall_s']:.2f} s (step {r['step_s']:.2f} s)"
         if "max_loss_gap" in r:

@@ -11,8 +11,10 @@ forward only (FlexAttention has no backward there) and FlexAttention runs unfuse
 row lengths fails in torch 2.13); on CUDA forward + backward in bf16, FlexAttention compiled. Each path's
 per-example loss is checked against the examples run alone. Writes bench/results/packing_attention.json.
 
-    python bench/packing.py [--rounds 3]
+    python bench/packing.py [--rounds 3] [--cuda]
     python bench/packing.py --attention [--rounds 3]
+
+--cuda runs both contenders on the GPU in bf16 (bench/gpu_check.py's packed SFT case).
 """
 
 from __future__ import annotations
@@ -43,10 +45,10 @@ def variable_length_rows(path: Path, count: int = 1000) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-def measure(out: Path, cache: Path, data: Path, packing: bool) -> tuple[float, float]:
+def measure(out: Path, cache: Path, data: Path, packing: bool, extra: list[str]) -> tuple[float, float]:
     """(median non-padding fraction, non-padding tokens/s) over the logged windows after step SKIP."""
     run([PYTHON, "-m", "launcher", "run", RECIPE, f"output.dir={out}", f"output.cache_dir={cache}",
-         f"data.train={data}", f"data.packing={str(packing).lower()}"])
+         f"data.train={data}", f"data.packing={str(packing).lower()}", *extra])
     run_dir = max(out.iterdir(), key=lambda p: p.stat().st_mtime)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     windows = [row for row in rows if row["kind"] == "train" and row["step"] > SKIP]
@@ -59,7 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--attention", action="store_true", help="compare the packed attention kernels")
+    parser.add_argument("--cuda", action="store_true", help="train on the GPU in bf16")
     args = parser.parse_args()
+    extra = ["resources.device=cuda", "parallel.mixed_precision=bf16"] if args.cuda else []
     if args.attention:
         from packing_attention import compare
 
@@ -72,7 +76,7 @@ def main() -> None:
 
         def contender(name: str, packing: bool):
             def once() -> float:
-                fraction, tokens_per_s = measure(out, cache, data, packing)
+                fraction, tokens_per_s = measure(out, cache, data, packing, extra)
                 fractions[name].append(fraction)
                 return tokens_per_s
             return once
@@ -84,7 +88,7 @@ def main() -> None:
     rows = [[name, f"{fraction[name]:.3f}", f"{speed[name]:,.0f}"] for name in ("packing", "padding")]
     print(table(rows, ["batches", "non-padding fraction (target >= 0.95 packed)", "non-padding tokens/s"]))
     print(f"useful tokens/s, packing / padding: {speed['packing'] / speed['padding']:.2f}x")
-    save("packing", {"median_tokens_per_s": speed, "median_nonpad_fraction": fraction, "samples": samples,
+    save("packing", {"device": "cuda" if args.cuda else "cpu", "median_tokens_per_s": speed, "median_nonpad_fraction": fraction, "samples": samples,
                      "fractions": fractions})
 
 

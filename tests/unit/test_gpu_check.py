@@ -20,5 +20,5 @@ def test_gpu_check_without_cuda_validates_its_recipes_and_exits_0():
                             capture_output=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == [
-        "no CUDA device here: checked the 19 GPU cases' recipes with llaunch validate and plan (0 refused); "
+        "no CUDA device here: checked the 20 GPU cases' recipes with llaunch validate and plan (0 refused); "
         "run this on a GPU machine for the measurements"]
