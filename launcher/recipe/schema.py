@@ -73,7 +73,8 @@ class DpoSpec(Section):
     reference: Literal["auto", "adapter", "precomputed"] = Field(
         "auto", description="The reference log-probs: adapter: the model with its LoRA adapter disabled "
         "(lora/qlora; no second model); precomputed: the starting model's, computed once at the first pass and "
-        "kept in the data cache (any method and engine); auto: adapter for lora/qlora, else precomputed.",
+        "kept in the data cache (any method and engine; keep the cache while the run lives: a resume that finds "
+        "them gone stops); auto: adapter for lora/qlora, else precomputed.",
     )
 
 
