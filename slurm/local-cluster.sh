@@ -7,15 +7,17 @@
 #   bash slurm/local-cluster.sh stop     # stop our daemons, undo /etc changes
 #
 # Run as root on Debian 12 (Slurm 22.05). Layout and choices:
-# * One slurmctld plus two slurmd "nodes", node1 and node2. Debian builds Slurm
-#   with MULTIPLE_SLURMD, so both slurmds run here (`slurmd -N nodeX`), on
-#   ports 17001-17002; SlurmdParameters=config_overrides lets each fake node
-#   claim CPUs/memory the host does not really have.
+# * One slurmctld plus three slurmd "nodes", node1..node3 (a 2-node job then has
+#   a spare to requeue onto when a node is lost). Debian builds Slurm with
+#   MULTIPLE_SLURMD, so all slurmds run here (`slurmd -N nodeX`), on ports
+#   17001-17003; SlurmdParameters=config_overrides lets each fake node claim
+#   CPUs/memory the host does not really have (3 x 4 CPUs on a 2-core host:
+#   oversubscribed on purpose; the tests' jobs are tiny).
 # * All state (config, spools, pid files, logs, job-completion log) lives in
 #   $LLAUNCH_SLURM_DIR (default /tmp/llaunch-slurm). The only changes outside
 #   it: /etc/slurm/slurm.conf (a copy, so clients need no SLURM_CONF; any
 #   previous file is backed up and restored on stop), one /etc/hosts line so
-#   node1/node2 resolve (torch rendezvous uses the node names), and munged.
+#   node1..node3 resolve (torch rendezvous uses the node names), and munged.
 # * auth/munge: what real clusters use, and the Debian package ships a key.
 #   There is no systemd here (and policy-rc.d blocks package services), so
 #   every daemon is started by hand; munged is stopped only if we started it.
@@ -31,10 +33,10 @@
 set -euo pipefail
 
 DIR="${LLAUNCH_SLURM_DIR:-/tmp/llaunch-slurm}"
-NODES=(node1 node2)
+NODES=(node1 node2 node3)
 ETC_CONF=/etc/slurm/slurm.conf
 MARK="# llaunch-local-slurm"
-HOSTS_LINE="127.0.0.1 node1 node2  $MARK"
+HOSTS_LINE="127.0.0.1 node1 node2 node3  $MARK"
 
 die() { echo "local-slurm: $*" >&2; exit 1; }
 # True if the pid in file $1 runs (zombies count as dead: PID 1 here may reap late).
@@ -92,8 +94,8 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$DIR/log/jobcomp.txt
-NodeName=node[1-2] NodeHostname=localhost NodeAddr=127.0.0.1 Port=17001-17002 CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=node[1-2] Default=YES MaxTime=INFINITE State=UP
+NodeName=node[1-3] NodeHostname=localhost NodeAddr=127.0.0.1 Port=17001-17003 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=debug Nodes=node[1-3] Default=YES MaxTime=INFINITE State=UP
 EOF
   # Install it as the system config; back up a foreign one exactly once.
   mkdir -p /etc/slurm
@@ -123,8 +125,8 @@ logs_tail() {
 }
 
 nodes_idle() {
-  # Both nodes must be listed and idle ("idle", not "idle*" or "idle~").
-  [[ $(sinfo -h -N -o '%N %t' 2>/dev/null | sort -u | grep -c -E '^node[12] idle$') == 2 ]]
+  # Every node must be listed and idle ("idle", not "idle*" or "idle~").
+  [[ $(sinfo -h -N -o '%N %t' 2>/dev/null | sort -u | grep -c -E '^node[1-3] idle$') == "${#NODES[@]}" ]]
 }
 
 cmd_start() {
@@ -149,7 +151,7 @@ cmd_start() {
     fi
     sleep 1
   done
-  echo "local slurm up: nodes node[1-2] idle (state in $DIR, $((SECONDS - t0)) s)"
+  echo "local slurm up: nodes node[1-3] idle (state in $DIR, $((SECONDS - t0)) s)"
 }
 
 cmd_stop() {
@@ -170,7 +172,7 @@ cmd_stop() {
     rm -f "$f"
   done
   # Empty per-node cgroups left by proctrack/cgroup (rmdir fails if in use).
-  find "$FREEZER"/slurm_node[12] -depth -type d -exec rmdir {} + 2>/dev/null || true
+  find "$FREEZER"/slurm_node[1-3] -depth -type d -exec rmdir {} + 2>/dev/null || true
   if [[ -e $DIR/munged.ours ]]; then
     if alive /run/munge/munged.pid; then kill "$(cat /run/munge/munged.pid)" || true; fi
     rm -f "$DIR/munged.ours"

@@ -1,7 +1,8 @@
 """The SLURM backend: sbatch, a job's state (squeue, then sacct, then scontrol), its logs, scancel. No torch.
 
 The run dir records its job ids (slurm.json, newest last): a requeued job keeps its id, a resubmitted
-run (`llaunch resume`) gets a new one. Clusters without accounting answer sacct with an error; then
+run (`llaunch resume`, or the job script avoiding a lost node) gets a new one; restarts.jsonl says why
+each automatic restart happened (launcher.backends.restarts). Clusters without accounting answer sacct with an error; then
 `scontrol show job` still knows finished jobs for MinJobAge seconds.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.backends.base import Backend, RunState
+from launcher.backends.restarts import read_restarts
 from launcher.errors import UserError
 from launcher.plan.launch_plan import LaunchPlan
 from launcher.rundir import RunDir, display_path, write_text_atomic
@@ -61,7 +63,7 @@ class SlurmBackend(Backend):
         jobs = job_ids(run)
         if not jobs:
             return super().status(run)
-        restarts = max(0, len(restart_logs(run, jobs[-1])) - 1)
+        restarts = len(read_restarts(run))
         if ask_scheduler:
             job = query(jobs[-1])
             live = not job.finished and job.state != "UNKNOWN"

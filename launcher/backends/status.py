@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from launcher.backends.base import backend_for
+from launcher.backends.restarts import read_restarts
 from launcher.checkpoints import latest_complete
 from launcher.rundir import RunDir, display_path
 
@@ -33,6 +34,9 @@ def run_status(run: RunDir, ask_scheduler: bool = True) -> dict[str, Any]:
         "consumed_by_source": row.get("consumed_by_source") if row else None,
         "tokens_by_source": row.get("tokens_by_source") if row else None,
         "checkpoint": newest[0] if newest else None, "restarts": state.restarts,
+        # each automatic restart of a SLURM job: {job, start, cause (preempted, hang at step N on rank R,
+        # node X lost, worker exit code N, ended by SLURM (...)), exclude, next_job}
+        "restart_causes": [row["cause"] for row in read_restarts(run)],
         "result": result.status if result else None,
     }
 
@@ -52,6 +56,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             return "-" if value is None else f"{value:.4f}"
         if key == "mfu":
             return "-" if value is None else f"{value:.1%}"
+        if key == "restarts" and row["restart_causes"]:
+            return f"{value} ({'; '.join(row['restart_causes'])})"
         if key == "slow_ranks":
             return ", ".join(f"rank {s['rank']} on {s['host']} ({s['forward_seconds'] / s['median_seconds']:.1f}x)"
                              for s in value or []) or "-"

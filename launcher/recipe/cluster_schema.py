@@ -120,7 +120,9 @@ class SlurmSpec(Section):
     signal_lead: int | None = Field(
         None, ge=10, le=86_400, description="Seconds before the time limit the job is told to checkpoint (120)."
     )
-    max_requeues: int | None = Field(None, ge=0, le=1000, description="Requeues after preemption signals (3).")
+    max_requeues: int | None = Field(
+        None, ge=0, le=1000, description="Automatic restarts of a job (preempted, hung, a node lost, workers dead) (3)."
+    )
     python: str | None = Field(
         None, description="Python on the compute nodes; default: the one running llaunch (python3 in a container)."
     )

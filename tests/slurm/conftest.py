@@ -18,6 +18,10 @@ import pytest
 from launcher.backends.slurm import TERMINAL
 from tests.conftest import ROOT, llaunch
 
+# a 2-node job of one CPU process per node, no evaluation: the shape every slurm test submits
+SHORT = ["--nodes", "2", "resources.procs_per_node=1", "resources.threads_per_proc=1", "slurm.profile=local",
+         "eval.every=0", "eval.at_start=false"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def slurm_cluster() -> None:
@@ -34,9 +38,9 @@ def slurm_cluster() -> None:
         pytest.skip(message)
 
 
-def submit(*args: str) -> Path:
+def submit(*args: str, env: dict | None = None) -> Path:
     """`llaunch submit ...`; the run dir it created."""
-    done = llaunch("submit", *args)
+    done = llaunch("submit", *args, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     found = re.search(r"^run dir: (.+)$", done.stdout, re.MULTILINE)
     assert found and "submitted job" in done.stdout, done.stdout
@@ -69,3 +73,19 @@ def finished(row: dict) -> bool:
 def train_steps(run: Path) -> list[int]:
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return [row["step"] for row in rows if row["kind"] == "train"]
+
+
+def signal_workers(job: str, node: str, signal: int) -> list[int]:
+    """Send `signal` to the training workers (not their torchrun) of SLURM job `job` on node `node`; their pids.
+    The local cluster's nodes share this host: a process's node is its SLURMD_NODENAME."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            env = dict(item.split("=", 1) for item in (proc / "environ").read_text().split("\0") if "=" in item)
+        except (OSError, ValueError):
+            continue
+        if env.get("SLURM_JOB_ID") == job and env.get("SLURMD_NODENAME") == node and "LOCAL_RANK" in env:
+            os.kill(int(proc.name), signal)
+            pids.append(int(proc.name))
+    assert pids, f"no worker of job {job} on {node}"
+    return pids

@@ -11,14 +11,12 @@ import pytest
 import yaml
 
 from tests.conftest import QUICKSTART, llaunch
-from tests.slurm.conftest import finished, status, submit, train_steps, wait_until
+from tests.slurm.conftest import SHORT, finished, status, submit, train_steps, wait_until
 
 pytestmark = pytest.mark.slurm
 
 EVIL = "it's $(touch PWNED) `touch PWNED` \"q\" #c"
 SECRET = "hf_not_a_real_token_81f3c2"
-SHORT = ["--nodes", "2", "resources.procs_per_node=1", "resources.threads_per_proc=1", "slurm.profile=local",
-         "eval.every=0", "eval.at_start=false"]
 
 
 @pytest.fixture(scope="module")

@@ -76,6 +76,7 @@ def slurm_run(tmp_path) -> RunDir:
     """A run dir as `llaunch submit` leaves it, resubmitted once by `llaunch resume`; job 8 started twice."""
     run = RunDir.create(load_recipe(QUICKSTART, [f"output.dir={tmp_path}", "resources.launcher=slurm"]))
     run.jobs_file.write_text('{"jobs": ["7", "8"]}')
+    (run.path / "restarts.jsonl").write_text('{"job": "8", "start": 0, "cause": "preempted"}\n')
     for name, text in (("slurm-7.out", "job 7\n"), ("slurm-7-restart-0.out", "7 worker\n"), ("slurm-8.out", "job 8\n"),
                        ("slurm-8-restart-1.out", "8 second\n"), ("slurm-8-restart-0.out", "8 first\n")):
         (run.logs / name).write_text(text)
@@ -87,7 +88,8 @@ def test_a_slurm_run_shows_its_newest_job_without_asking_the_scheduler(slurm_run
     assert capsys.readouterr().out.splitlines()[1].split()[1:3] == ["SUBMITTED", "8"]
     slurm_run.result_file.write_text('{"status": "completed", "step": 200}')
     assert main(["ls", str(slurm_run.path.parent)]) == 0
-    assert capsys.readouterr().out.splitlines()[1].split()[1:] == ["COMPLETED", "8", "1x2", "0/200", "-", "-", "1"]
+    assert capsys.readouterr().out.splitlines()[1].split()[1:] == ["COMPLETED", "8", "1x2", "0/200", "-", "-", "1",
+                                                                 "(preempted)"]
 
 
 def test_logs_of_a_slurm_run_follow_its_jobs_and_starts(slurm_run, capsys):

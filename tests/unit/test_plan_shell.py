@@ -6,6 +6,7 @@ were given; the slurm tier (tests/slurm) runs the same scripts on a real cluster
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import yaml
 
 from launcher.plan import make_plan
 from launcher.recipe import load_recipe
+from launcher.rundir import RunDir
 from tests.conftest import QUICKSTART
 
 pytestmark = pytest.mark.unit
@@ -33,7 +35,8 @@ HOSTILE = {  # written as a YAML recipe: on the command line YAML would read "#c
 }
 
 # srun: record argv (NUL-separated) and one variable of its environment, then act out a worker
-# outcome given by $FAKE_OUTCOME: completed | interrupted-on-stop | failed | crash.
+# outcome given by $FAKE_OUTCOME: completed | interrupted-on-stop | failed | crash | hang | lost-node
+# (node2's worker dies without a word; node1's fails on the lost peer and says so).
 FAKE_SRUN = r"""#!/usr/bin/env bash
 printf '%s\0' "$@" > "$FAKE_LOG/srun.argv"
 printf '%s' "$MY_SETTING" > "$FAKE_LOG/srun.env"
@@ -46,10 +49,28 @@ case $FAKE_OUTCOME in
     echo '{"status": "interrupted", "step": 3}' > "$run_dir/result.json" ;;
   failed) echo '{"status": "failed", "error": "x", "exit_code": 2}' > "$run_dir/result.json" ;;
   crash) exit 9 ;;
+  hang)
+    touch "$run_dir/logs/hang-step-7-rank-0.txt"
+    echo '{"status": "failed", "step": 7, "error": "hang: step 7 ran 9 s on rank 0 (limit 3 s)", "exit_code": 3}' \
+      > "$run_dir/result.json"
+    exit 1 ;;
+  lost-node)
+    echo '0: error: rank 0: RuntimeError: Connection closed by peer' > "$run_dir/logs/slurm-42-restart-0.out"
+    echo '{"status": "failed", "error": "rank 0: RuntimeError: Connection closed by peer", "exit_code": 1}' \
+      > "$run_dir/result.json"
+    printf 'srun: error: node2: task 1: Exited with exit code 1\nsrun: launch/slurm: _step_signal: Terminating StepId=42.0\n' >&2
+    printf 'srun: error: node1: task 0: Exited with exit code 1\n' >&2
+    exit 1 ;;
 esac
 """
 FAKE_SCONTROL = """#!/usr/bin/env bash
 if [[ $1 == show ]]; then echo node1; echo node2; else echo "$@" >> "$FAKE_LOG/scontrol.calls"; fi
+"""
+FAKE_SINFO = """#!/usr/bin/env bash
+printf 'node1 mix\\nnode2 mix\\nnode3 idle\\n'
+"""
+FAKE_SBATCH = """#!/usr/bin/env bash
+echo "$@" >> "$FAKE_LOG/sbatch.calls"; [[ -z ${SLURM_JOB_ID:-} ]] && echo 43
 """
 FAKE_MODULE = """#!/usr/bin/env bash
 printf '%s\\0' "$@" >> "$FAKE_LOG/module.argv"
@@ -88,6 +109,7 @@ def job_dir(tmp_path: Path, sections: dict) -> tuple[Path, Path]:
     recipe.write_text(yaml.safe_dump({"extends": str(QUICKSTART), **sections}))
     run_dir = tmp_path / f"runs {EVIL}" / "quickstart-20260101-000000"
     (run_dir / "logs").mkdir(parents=True)
+    RunDir(run_dir).write_recipe(load_recipe(recipe))
     plan = make_plan(load_recipe(recipe), str(run_dir), python=sys.executable, cores=2)  # reads result.json
     script = run_dir / "job.sbatch"
     script.write_text(plan.files["job.sbatch"])
@@ -98,7 +120,9 @@ def fake_env(tmp_path: Path, outcome: str, restart: int | None = None) -> dict[s
     bin_dir, log = tmp_path / "fakebin", tmp_path / "fakelog"
     bin_dir.mkdir(exist_ok=True)
     log.mkdir(exist_ok=True)
-    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL), ("module", FAKE_MODULE)):
+    fakes = (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL), ("module", FAKE_MODULE), ("sinfo", FAKE_SINFO),
+             ("sbatch", FAKE_SBATCH))
+    for name, text in fakes:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "FAKE_OUTCOME": outcome,
@@ -150,7 +174,8 @@ def run_job(tmp_path: Path, outcome: str, restart: int | None = None, signal_it:
     env = fake_env(tmp_path, outcome, restart)
     (run_dir / "STOP").touch()  # left over from an earlier start: the script removes it first
     (run_dir / "result.json").write_text('{"status": "completed", "step": 1}')  # stale, likewise
-    proc = subprocess.Popen(["bash", str(script)], cwd=run_dir, env=env, stdout=subprocess.PIPE,
+    batch_log = run_dir / "logs" / "slurm-42.out"  # where SLURM writes the batch shell's output
+    proc = subprocess.Popen(["bash", str(script)], cwd=run_dir, env=env, stdout=batch_log.open("w"),
                             stderr=subprocess.STDOUT, text=True)
     started = Path(env["FAKE_LOG"]) / "srun.started"
     deadline = time.time() + 30
@@ -158,22 +183,48 @@ def run_job(tmp_path: Path, outcome: str, restart: int | None = None, signal_it:
         time.sleep(0.05)
     if signal_it:
         proc.send_signal(signal.SIGUSR2)  # what `scancel --signal=USR2 --batch` does
-    out, _ = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
     calls = Path(env["FAKE_LOG"]) / "scontrol.calls"
-    return proc.returncode, out, calls.read_text().splitlines() if calls.exists() else []
+    return proc.returncode, batch_log.read_text(), calls.read_text().splitlines() if calls.exists() else []
+
+
+def restarts(tmp_path: Path) -> list[dict]:
+    [run_dir] = [p.parent for p in tmp_path.glob("runs*/*/job.sbatch")]
+    return [json.loads(line) for line in (run_dir / "restarts.jsonl").read_text().splitlines()]
 
 
 def test_signal_checkpoints_then_requeues(tmp_path):
     code, out, calls = run_job(tmp_path, "interrupted-on-stop", signal_it=True)
     assert code == 0, out
     assert calls == ["requeue 42"]
-    assert "preemption signal" in out and "requeueing (restart 1 of at most 2)" in out
+    assert "preemption signal" in out and "preempted; requeueing (restart 1 of at most 2)" in out
+    assert restarts(tmp_path) == [{"job": "42", "start": 0, "cause": "preempted"}]
 
 
 def test_no_requeue_after_max_requeues(tmp_path):
+    # the third start: the first two ended without a word of the script's (SLURM requeued the job itself)
     code, out, calls = run_job(tmp_path, "interrupted-on-stop", restart=2, signal_it=True)
     assert code == 1 and calls == [], out
-    assert "stopped after 2 requeue(s)" in out and "llaunch resume" in out
+    assert "preempted; stopped after 2 requeue(s)" in out and "llaunch resume" in out
+    assert [row["cause"] for row in restarts(tmp_path)] == ["ended by SLURM", "ended by SLURM"]
+
+
+def test_a_hang_requeues_naming_the_rank_that_wrote_no_stacks(tmp_path):
+    code, out, calls = run_job(tmp_path, "hang")
+    assert code == 0 and calls == ["requeue 42"], out
+    assert "hang at step 7 on rank 1; requeueing (restart 1 of at most 2)" in out
+
+
+def test_a_lost_node_is_excluded_from_a_new_job_of_the_same_script(tmp_path):
+    code, out, calls = run_job(tmp_path, "lost-node")
+    assert code == 0 and calls == [], out
+    [run_dir] = [p.parent for p in tmp_path.glob("runs*/*/job.sbatch")]
+    sbatch = (tmp_path / "fakelog" / "sbatch.calls").read_text()
+    assert sbatch == f"--parsable --exclude=node2 {run_dir}/job.sbatch\n"  # run without the job's SLURM_* variables
+    assert "node node2 lost; requeueing" in out and "submitted job 43 excluding node2" in out
+    assert restarts(tmp_path) == [{"job": "42", "start": 0, "cause": "node node2 lost", "exclude": ["node2"],
+                                   "next_job": "43"}]
+    assert json.loads((run_dir / "slurm.json").read_text())["jobs"] == ["43"]
 
 
 def test_a_finished_run_is_never_requeued(tmp_path):
@@ -181,7 +232,12 @@ def test_a_finished_run_is_never_requeued(tmp_path):
     assert code == 0 and calls == [] and "run completed" in out
 
 
-@pytest.mark.parametrize(("outcome", "expected"), [("failed", 2), ("crash", 9)])
-def test_failures_keep_their_exit_code_and_are_not_requeued(tmp_path, outcome, expected):
-    code, out, calls = run_job(tmp_path, outcome)
-    assert code == expected and calls == [], out
+def test_a_failure_of_the_run_keeps_its_exit_code_and_is_not_requeued(tmp_path):
+    code, out, calls = run_job(tmp_path, "failed")
+    assert code == 2 and calls == [], out
+
+
+def test_workers_dead_without_a_result_requeue(tmp_path):
+    code, out, calls = run_job(tmp_path, "crash")
+    assert code == 0 and calls == ["requeue 42"], out
+    assert "worker exit code 9; requeueing" in out
