@@ -82,7 +82,7 @@ def assemble(out: Path, split: str, parts: list[tuple[Path, dict[str, Any], int]
             counts = _stream(out, split, name, column, sources, seq_len, what)
         elif kind == "json":
             items = [json.loads(line) for d, *_ in column for line in (d / f"{split}.{name}.jsonl").read_text().splitlines()]
-            _atomic(out / f"{split}.{name}.json", lambda handle: handle.write(json.dumps(items).encode()))
+            _atomic(out / f"{split}.{name}.json", lambda handle, items=items: handle.write(json.dumps(items).encode()))
         else:
             _array(out, split, name, column, kind == "rows")
         kinds[name] = {"ragged": "ragged", "json": "json"}.get(kind, "array")

@@ -26,13 +26,12 @@ class MaskedLM(Objective):
     name = "mlm"
     auto_class = "AutoModelForMaskedLM"
     shifted_labels = False
+    streams = ("blocks", "word_start")
 
     def adapt_tokenizer(self, tokenizer):
         if tokenizer.mask_token is None:
             tokenizer.add_special_tokens({"mask_token": "<mask>"})
         return tokenizer
-
-    streams = ("blocks", "word_start")
 
     def encode_part(self, rows: Rows, split: str) -> dict[str, Any]:
         tok = self.tokenizer
