@@ -20,6 +20,16 @@ def _walk_lines(node: yaml.Node, path: KeyPath, where: str, out: dict[KeyPath, s
             _walk_lines(value_node, path + (key,), where, out)
 
 
+def _parse(text: str) -> tuple[yaml.Node, Any]:
+    """libyaml's loader (10x PyYAML's: every command and worker reads recipes); a file it refuses is read again
+    by PyYAML, whose error messages say more ("expected ',' or ']'" where libyaml says "did not find expected")."""
+    try:
+        fast = yaml.CSafeLoader
+        return yaml.compose(text, Loader=fast), yaml.load(text, Loader=fast)
+    except (AttributeError, yaml.YAMLError):  # AttributeError: PyYAML built without libyaml
+        return yaml.compose(text, Loader=yaml.SafeLoader), yaml.load(text, Loader=yaml.SafeLoader)
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, str]]:
     """Return (mapping, {key path: "file:line"}); a user error for anything that is not a mapping."""
     if not path.exists():
@@ -31,8 +41,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], dict[KeyPath, str]]:
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _parse(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
