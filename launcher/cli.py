@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_where(with_recipe("run", _cmd_run, "create a run dir and train on this machine (or one node of several)"))
     submit = with_where(with_recipe("submit", _cmd_submit, "prepare the data, create a run dir, sbatch its job "
                                     "(resources.launcher=slurm)"), on=False)
-    submit.add_argument("--no-prepare", action="store_true", help="skip preparing the data on this machine")
+    submit.add_argument("--no-prepare", action="store_true", help="prepare the data neither here nor in an array "
+                        "job: the workers prepare it")
     status = sub.add_parser("status", help="state, step, loss, checkpoint and restarts of runs (asks SLURM)")
     status.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="default: every run under --dir")
     status.add_argument("--dir", default="runs", help="where runs are (output.dir), default runs")

@@ -43,8 +43,14 @@ def start_run(recipe_path: str, overrides: list[str]) -> tuple[RunDir, int]:
 
 
 def submit_run(recipe_path: str, overrides: list[str], prepare: bool = True) -> tuple[RunDir, int]:
-    """Check, prepare the data (here, on the login node), create the run dir, sbatch its job script."""
-    return _start(load_recipe(recipe_path, [*overrides, "resources.launcher=slurm"]), prepare_here=prepare)
+    """Check, create the run dir, sbatch its job script. Unprepared data is prepared by an array job the
+    training job waits for (slurm.prepare_tasks), or with slurm.prepare_tasks=0 here, on the login node;
+    `prepare=False`: by neither (the workers prepare it)."""
+    from launcher.backends.slurm import prepare_tasks
+
+    recipe = load_recipe(recipe_path, [*overrides, "resources.launcher=slurm", *([] if prepare else
+                                                                                ["slurm.prepare_tasks=0"])])
+    return _start(recipe, prepare_here=prepare and not prepare_tasks(recipe))
 
 
 def _start(recipe: Recipe, prepare_here: bool) -> tuple[RunDir, int]:

@@ -24,6 +24,7 @@ class RunState:
     restarts: int = 0
     finished: bool = False  # nothing more will be written
     queued: bool = False  # a scheduler holds the job (pending, running, requeued): do not start it again
+    prepare: dict | None = None  # a SLURM array job preparing the data first: {job, state, tasks, failed}
 
 
 class Backend(ABC):

@@ -37,6 +37,7 @@ def run_status(run: RunDir, ask_scheduler: bool = True) -> dict[str, Any]:
         # each automatic restart of a SLURM job: {job, start, cause (preempted, hang at step N on rank R,
         # node X lost, worker exit code N, ended by SLURM (...)), exclude, next_job}
         "restart_causes": [row["cause"] for row in read_restarts(run)],
+        "prepare": state.prepare,  # the array job that prepares the data first (SLURM): {job, state, tasks, failed}
         "result": result.status if result else None,
     }
 
@@ -58,6 +59,9 @@ def table(rows: list[dict[str, Any]]) -> str:
             return "-" if value is None else f"{value:.1%}"
         if key == "restarts" and row["restart_causes"]:
             return f"{value} ({'; '.join(row['restart_causes'])})"
+        if key == "prepare" and value:
+            failed = "; ".join(f"task {f['task']} {f['state']}: {f['error']}" for f in value["failed"])
+            return f"{value['job']} {value['state']}" + (f" ({failed})" if failed else "")
         if key == "slow_ranks":
             return ", ".join(f"rank {s['rank']} on {s['host']} ({s['forward_seconds'] / s['median_seconds']:.1f}x)"
                              for s in value or []) or "-"
@@ -67,6 +71,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     if any(row.get("mfu") is not None for row in rows):  # a GPU run (or logging.peak_tflops): MFU after the loss
         at = [key for key, _ in COLUMNS].index("loss") + 1
         columns = COLUMNS[:at] + (("mfu", "MFU"),) + COLUMNS[at:]
+    if any(row.get("prepare") for row in rows):  # an array job prepared the data (or could not)
+        columns = columns + (("prepare", "PREPARE"),)
     if any(row.get("slow_ranks") for row in rows):  # a node to drain: named last, where the line has room
         columns = columns + (("slow_ranks", "SLOW"),)
     cells = [[title for _, title in columns]] + [[cell(row, key) for key, _ in columns] for row in rows]

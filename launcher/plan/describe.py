@@ -34,7 +34,7 @@ def describe(source: str, recipe: Recipe, plan: LaunchPlan) -> str:
         "commands:",
     ]
     if plan.launcher == "slurm":
-        lines.append(f"  [{plan.commands[0].node}] {plan.commands[0].shell()}   (llaunch submit runs it)")
+        lines += [f"  [{command.node}] {command.shell()}   (llaunch submit runs it)" for command in plan.commands]
     else:
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(plan.env.items()))
         lines += [f"  [{command.node}] {env} {command.shell()}" for command in plan.commands]

@@ -16,7 +16,7 @@ import yaml
 from launcher.errors import UserError
 from launcher.recipe.schema import SlurmSpec
 
-DEFAULTS: dict[str, Any] = {"signal_lead": 120, "max_requeues": 3}
+DEFAULTS: dict[str, Any] = {"signal_lead": 120, "max_requeues": 3, "prepare_tasks": 8}
 PROJECT_PROFILES = Path(__file__).resolve().parents[2] / "slurm" / "profiles"
 
 

@@ -123,6 +123,10 @@ class SlurmSpec(Section):
     max_requeues: int | None = Field(
         None, ge=0, le=1000, description="Automatic restarts of a job (preempted, hung, a node lost, workers dead) (3)."
     )
+    prepare_tasks: int | None = Field(
+        None, ge=0, le=10_000, description="`llaunch submit` on unprepared data: a SLURM array job of this many CPU "
+        "tasks (at most one per shard) prepares it, and the training job waits for it (8); 0: prepare on the login node."
+    )
     python: str | None = Field(
         None, description="Python on the compute nodes; default: the one running llaunch (python3 in a container)."
     )

@@ -18,9 +18,10 @@ import pytest
 from launcher.backends.slurm import TERMINAL
 from tests.conftest import ROOT, llaunch
 
-# a 2-node job of one CPU process per node, no evaluation: the shape every slurm test submits
+# a 2-node job of one CPU process per node, no evaluation, data prepared on the login node: the shape every
+# slurm test submits (test_prepare_array asks for the preparation array job)
 SHORT = ["--nodes", "2", "resources.procs_per_node=1", "resources.threads_per_proc=1", "slurm.profile=local",
-         "eval.every=0", "eval.at_start=false"]
+         "eval.every=0", "eval.at_start=false", "slurm.prepare_tasks=0"]
 
 
 @pytest.fixture(scope="session", autouse=True)
