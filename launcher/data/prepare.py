@@ -87,7 +87,13 @@ def prepare(recipe: Recipe, log=print, workers: int | None = None) -> Prepared:
         shown = ", ".join(Path(f).name for f in reused[:8]) + (", ..." if len(reused) > 8 else "")
         log(f"reused {len(reused)} of {len(job.shards)} prepared shards: {shown}")
     out.mkdir(parents=True, exist_ok=True)
-    meta = job.assemble(out, [directory for directory, _ in found])
+    try:
+        meta = job.assemble(out, [directory for directory, _ in found])
+    except FileNotFoundError:
+        if not (out / "meta.json").exists():
+            raise
+        # another prepare assembled the same parts first, and removed them: its result is this one's
+        return Prepared(job.tokenizer, out, json.loads((out / "meta.json").read_text()), cached=True)
     meta["seconds"] = round(time.time() - started, 2)
     (out / f".meta.{os.getpid()}.tmp").write_text(json.dumps(meta))
     os.replace(out / f".meta.{os.getpid()}.tmp", out / "meta.json")
@@ -97,14 +103,14 @@ def prepare(recipe: Recipe, log=print, workers: int | None = None) -> Prepared:
     return Prepared(job.tokenizer, out, meta, cached=False)
 
 
-def prepare_slice(recipe: Recipe, task: int, tasks: int, log=print, workers: int | None = None) -> None:
+def prepare_slice(recipe: Recipe, task: int, tasks: int, log=print) -> None:
     """Task `task` of an array of `tasks`: the parts of the shards whose index % tasks == task, nothing else.
     A bad shard exits 1 with its one line (the array task fails, and the training job behind it never starts)."""
     try:
         job = _Job(recipe)
         mine = [shard for shard in job.shards if shard.index % tasks == task]
-        job.learn_labels(workers or recipe.data.num_proc)
-        found = _map(job, _prepare_shard, mine, workers or recipe.data.num_proc)
+        job.learn_labels(recipe.data.num_proc)
+        found = _map(job, _prepare_shard, mine, recipe.data.num_proc)
     except RunError:
         raise
     except UserError as exc:
