@@ -17,7 +17,7 @@ slurm.max_requeues bounds and what `llaunch status` shows. Causes:
   requeued it itself (a node set DOWN: `node X lost (ended by SLURM (node failure))`), found by the next
   start's `begin`; SLURM places the requeued job on nodes that are up.
 A recorded failure of the run itself (bad data, an exception in a step) is not retried: it would fail again.
-Imports no torch and no pydantic: it runs with the batch shell's python.
+Imports no torch: it runs with the batch shell's python (and imports pydantic only to record a resubmitted job).
 """
 
 from __future__ import annotations

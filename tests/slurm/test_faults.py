@@ -44,8 +44,9 @@ def _counted_samples(run: Path) -> dict[int, list[int]]:
 
 
 def test_a_hung_worker_ends_the_job_which_requeues_and_resumes(tmp_path, cache):
+    # startup_seconds also bounds the phases between steps (logging, saves): the stop may land in one
     run = _submit(tmp_path, cache, "logging.sample_ids=true", "resources.hang_timeout.factor=5",
-                  "resources.hang_timeout.min_seconds=3")
+                  "resources.hang_timeout.min_seconds=3", "resources.hang_timeout.startup_seconds=60")
     row = wait_until(run, lambda r: r["step"] >= 15 or finished(r), 180)
     assert not finished(row), row
     signal_workers(row["job"], "node2", signal.SIGSTOP)
@@ -61,7 +62,7 @@ def test_a_hung_worker_ends_the_job_which_requeues_and_resumes(tmp_path, cache):
     assert stacks == [f"hang-step-{step}-rank-{1 - hung}.txt"], stacks
     assert f"hang at step {step} on rank {hung}; requeueing (restart 1 of at most 2)" in logs
     resumed = int(re.search(rf"resumed from {run}/checkpoints/step-(\d+)", logs).group(1))
-    assert resumed == step // 10 * 10  # the newest complete checkpoint before the hang
+    assert step - 10 <= resumed <= step  # the newest complete checkpoint (a save the hang cut short is not)
     # every step once in the counted samples, the retrained ones with the same samples, none twice
     samples = _counted_samples(run)
     assert list(samples) == list(range(1, STEPS + 1))
