@@ -60,7 +60,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         if key == "restarts" and row["restart_causes"]:
             return f"{value} ({'; '.join(row['restart_causes'])})"
         if key == "prepare" and value:
-            failed = "; ".join(f"task {f['task']} {f['state']}: {f['error']}" for f in value["failed"])
+            failed = "; ".join(f"task {f['task']} {f['state']}" + (f": {f['error']}" if f["error"] else "")
+                               for f in value["failed"])
             return f"{value['job']} {value['state']}" + (f" ({failed})" if failed else "")
         if key == "slow_ranks":
             return ", ".join(f"rank {s['rank']} on {s['host']} ({s['forward_seconds'] / s['median_seconds']:.1f}x)"
