@@ -1,7 +1,7 @@
 """Data preparation at scale: tokens/s with 1 and 2 worker processes (target: 2 >= 1.7x one), the peak memory
 of preparing a corpus and 10x that corpus (target: within 1.3x), and how fast inputs are fingerprinted.
 
-    python bench/data_prep.py [--shards 8] [--docs 8000] [--rounds 2]
+    python bench/data_prep.py [--shards 4] [--docs 40000] [--rounds 2]
 
 The corpus: jsonl.zst shards of generated stories (launcher/synthetic), prepared by the quickstart recipe (clm, a
 320-piece tokenizer trained once on a plain sample). Every prepare runs in a fresh process with a fresh cache,
@@ -60,8 +60,8 @@ def prepare(corpus: Path, sample: Path, cache: Path, workers: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--shards", type=int, default=8)
-    parser.add_argument("--docs", type=int, default=8000)
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--docs", type=int, default=40000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
