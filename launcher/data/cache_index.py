@@ -10,10 +10,10 @@ A missing or stale entry only means the full preparation runs, as without the in
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from launcher.recipe.schema import Recipe
+from launcher.data.atomic import write_text_atomically
 from launcher.data.fingerprint import digest, files_digest
 
 # of the prepared arrays; a change gives every recipe a new cache entry (v3: sft replies end as the template
@@ -41,9 +41,7 @@ def lookup(recipe: Recipe) -> Path | None:
 def record(recipe: Recipe, data_dir: Path) -> None:
     path = _index_file(recipe)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"data": str(data_dir)}))
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps({"data": str(data_dir)}))
 
 
 def _index_file(recipe: Recipe) -> Path:

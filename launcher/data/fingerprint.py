@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from launcher.data.atomic import write_text_atomically
 from launcher.data.sources import expand
 
 
@@ -47,9 +48,7 @@ def file_digest(file: str, cache: Path) -> str:
         while chunk := handle.read(1 << 20):
             sha.update(chunk)
     kept.parent.mkdir(parents=True, exist_ok=True)
-    tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"path": str(path), "stamp": stamp, "sha256": sha.hexdigest()}))
-    os.replace(tmp, kept)  # tasks on other hosts may write the same entry: the last rename wins, all equal
+    write_text_atomically(kept, json.dumps({"path": str(path), "stamp": stamp, "sha256": sha.hexdigest()}))
     return sha.hexdigest()
 
 

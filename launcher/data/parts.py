@@ -10,12 +10,12 @@ is dropped), "rows" (row numbers of the split: shifted by the rows of the parts 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
+from launcher.data.atomic import write_atomically, write_text_atomically
 from launcher.data.store import Ragged, array_name
 from launcher.errors import UserError
 
@@ -82,7 +82,7 @@ def assemble(out: Path, split: str, parts: list[tuple[Path, dict[str, Any], int]
             counts = _stream(out, split, name, column, sources, seq_len, what)
         elif kind == "json":
             items = [json.loads(line) for d, *_ in column for line in (d / f"{split}.{name}.jsonl").read_text().splitlines()]
-            _atomic(out / f"{split}.{name}.json", lambda handle, items=items: handle.write(json.dumps(items).encode()))
+            write_text_atomically(out / f"{split}.{name}.json", json.dumps(items))
         else:
             _array(out, split, name, column, kind == "rows")
         kinds[name] = {"ragged": "ragged", "json": "json"}.get(kind, "array")
@@ -180,11 +180,4 @@ def _npy(path: Path, dtype: str, shape: tuple[int, ...], fill: Callable[[BinaryI
         np.lib.format.write_array_header_1_0(handle, header)
         fill(handle)
 
-    _atomic(path, write)
-
-
-def _atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-    os.replace(tmp, path)
+    write_atomically(path, write)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from launcher.data.atomic import write_text_atomically
 from launcher.data.cache_index import FORMAT_VERSION, cache_root
 from launcher.data.fingerprint import digest, files_digest, shard_digest
 from launcher.data.order import GlobalOrder
@@ -95,8 +96,7 @@ def prepare(recipe: Recipe, log=print, workers: int | None = None) -> Prepared:
         # another prepare assembled the same parts first, and removed them: its result is this one's
         return Prepared(job.tokenizer, out, json.loads((out / "meta.json").read_text()), cached=True)
     meta["seconds"] = round(time.time() - started, 2)
-    (out / f".meta.{os.getpid()}.tmp").write_text(json.dumps(meta))
-    os.replace(out / f".meta.{os.getpid()}.tmp", out / "meta.json")
+    write_text_atomically(out / "meta.json", json.dumps(meta))
     for directory, _ in found:  # assembled: the parts would only double the disk used
         shutil.rmtree(directory, ignore_errors=True)
     log(f"prepared data: {_describe(meta, recipe)} in {meta['seconds']} s -> {out}")
