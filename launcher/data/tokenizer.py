@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,7 +12,9 @@ from transformers import AutoTokenizer, LlamaTokenizer, PreTrainedTokenizerBase
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
 from launcher.data.fingerprint import digest, files_digest
-from launcher.data.sources import expand
+from launcher.data.sources import compressed, data_suffix, expand, open_binary
+
+MAX_SENTENCES = 2_000_000  # sentencepiece's own input_sentence_size: a sample is enough to learn the pieces
 
 
 def load_tokenizer(recipe: Recipe, cache_dir: Path) -> PreTrainedTokenizerBase:
@@ -34,7 +37,8 @@ def _trained_dir(recipe: Recipe, cache_dir: Path) -> Path:
 
     spec = recipe.tokenizer.train
     files = expand(spec.files or recipe.data.train, "tokenizer.train.files")
-    key = digest(files_digest(files, cache_dir), spec.vocab_size, spec.model_type, "sp-v1")
+    plain = all(data_suffix(f) == ".txt" and not compressed(f) for f in files)  # sentencepiece reads those itself
+    key = digest(files_digest(files, cache_dir), spec.vocab_size, spec.model_type, "sp-v1" if plain else "sp-v2-text")
     out = cache_dir / "tokenizers" / key
     if (out / "tokenizer.model").exists():
         return out
@@ -42,8 +46,9 @@ def _trained_dir(recipe: Recipe, cache_dir: Path) -> Path:
     tmp = tempfile.mkdtemp(dir=out.parent, prefix=".tmp-")
     try:
         try:
+            corpus = {"input": ",".join(files)} if plain else {"sentence_iterator": _sentences(files)}
             spm.SentencePieceTrainer.train(
-                input=",".join(files), model_prefix=f"{tmp}/tokenizer", vocab_size=spec.vocab_size,
+                **corpus, model_prefix=f"{tmp}/tokenizer", vocab_size=spec.vocab_size,
                 model_type=spec.model_type, unk_id=0, bos_id=1, eos_id=2, pad_id=3, num_threads=1,
                 character_coverage=1.0, input_sentence_size=2_000_000, shuffle_input_sentence=True,
                 minloglevel=2,
@@ -58,6 +63,43 @@ def _trained_dir(recipe: Recipe, cache_dir: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _sentences(files: list[str]):
+    """The text sentencepiece learns from in files it cannot read itself: .gz/.zst decompressed, and of JSON rows
+    every string value (text, chat contents, answers), not the JSON around them; the first MAX_SENTENCES."""
+    count = 0
+    for file in files:
+        kind = data_suffix(file)
+        if kind not in (".txt", ".jsonl", ".json"):
+            raise UserError(f"tokenizer.train.files: {file}: a tokenizer trains on .txt or .jsonl files (also .gz/.zst)")
+        with open_binary(file) as handle:
+            for number, line in enumerate(handle, 1):
+                text = line.decode("utf-8", errors="replace").strip()
+                for sentence in _strings(_row(text, file, number)) if kind != ".txt" and text else [text]:
+                    if sentence.strip():
+                        yield sentence
+                        count += 1
+                        if count == MAX_SENTENCES:
+                            return
+
+
+def _row(text: str, file: str, number: int):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{file}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def _first_line(exc: BaseException) -> str:
