@@ -143,8 +143,8 @@ class Trainer:
                 stepped = self._step()
             if not stepped:
                 return self._stopped()
+            self._log_if_due()  # under the step's tight hang limit: a peer lost here stalls its all-reduce
             self.watchdog.finished()
-            self._log_if_due()
             verdict = self._evaluate_if_due()
             self._save_if_due(verdict)
             if verdict.stop:

@@ -1,7 +1,8 @@
 """The hang watchdog: a thread per rank that ends the run when a step runs far longer than the recent ones.
 
 The limit is resources.hang_timeout: `factor` x the median of the last steps, at least `min_seconds`;
-until 3 steps are timed, and between steps (evaluation, saves), the generous `startup_seconds`. The
+until 3 steps are timed, and around evaluations and saves, the generous `startup_seconds` (a step's log
+line is timed with the step). The
 rank that sees its step overrun writes its Python stacks to logs/hang-step-N-rank-R.txt, records the hang
 in result.json (the first failure wins) and leaves logs/HANG, which every other live rank's watchdog sees
 within a second: each writes its own stacks and all exit with HANG_EXIT_CODE, so the job ends instead
