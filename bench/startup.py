@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import tempfile
 import time
@@ -22,6 +23,9 @@ LLAUNCH = [PYTHON, "-m", "launcher"]
 
 
 ONE_PROCESS = ["resources.launcher=local", "resources.procs_per_node=1", "~train.global_batch_size"]
+FRESH = "sft: llaunch run, fresh cache -> first step"
+WARM = "sft: llaunch run, warm cache -> first step"
+BARE = "sft: bare PyTorch script -> first step"
 
 
 def first_step_seconds(out: Path, cache: Path, overrides: list[str], recipe: str = QUICKSTART) -> float:
@@ -75,23 +79,26 @@ def main() -> None:
             "llaunch run -> first step": lambda: first_step_seconds(out, cache, []),
             # one process without torchrun, as the peers' figures in shared/notes/peers.md were taken
             "llaunch run (local, 1 process) -> first step": lambda: first_step_seconds(out, cache, ONE_PROCESS),
-            "sft: llaunch run, fresh cache -> first step": lambda: first_step_seconds(
-                out, Path(tmp) / f"fresh-{next(fresh)}", [], sft_recipe),
-            "sft: llaunch run, warm cache -> first step": lambda: first_step_seconds(
-                out, Path(tmp) / "sft-cache", [], sft_recipe),
-            "sft: bare PyTorch script -> first step": lambda: bare_first_step_seconds(sft_rows, sft_model),
+            FRESH: lambda: first_step_seconds(out, Path(tmp) / f"fresh-{next(fresh)}", [], sft_recipe),
+            WARM: lambda: first_step_seconds(out, Path(tmp) / "sft-cache", [], sft_recipe),
+            BARE: lambda: bare_first_step_seconds(sft_rows, sft_model),
         }
         samples = alternate(contenders, args.rounds)
     result = medians(samples)
-    bare = result["sft: bare PyTorch script -> first step"]
+    bare = result[BARE]
     targets = {"llaunch --help": 0.5, "llaunch validate": 0.5, "llaunch plan": 0.5, "llaunch run -> first step": 5.0,
                "llaunch run (local, 1 process) -> first step": 5.0,
-               "sft: llaunch run, fresh cache -> first step": bare, "sft: llaunch run, warm cache -> first step": 5.0,
-               "sft: bare PyTorch script -> first step": bare}
+               FRESH: bare, WARM: 5.0, BARE: bare}
     rows = [[name, f"{value:.2f} s", f"<= {targets[name]:.2f} s", "yes" if value <= targets[name] else "no"]
             for name, value in result.items()]
     print(table(rows, ["command", "median wall time", "target", "met"]))
-    save("startup", {"median_seconds": result, "samples": samples})
+    # each round's llaunch time over the same round's bare script: steadier than a ratio of medians when the
+    # load of shared cores drifts between rounds
+    paired = {name: [ours / theirs for ours, theirs in zip(samples[name], samples[BARE])]
+              for name in (FRESH, WARM)}
+    for name, ratios in paired.items():
+        print(f"{name} / bare, per round: {', '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})")
+    save("startup", {"median_seconds": result, "samples": samples, "per_round_over_bare": paired})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ for a Llama) vs a bare PyTorch loop padding each micro batch (bench/baselines/ba
 prepared examples in the same order; non-pad tokens/s, counted the same way for all three from that order.
 Contenders alternate every round; medians.
 
-    python bench/throughput.py [--work clm sft] [--rounds 3] [--steps 60] [--sft-steps 30] [--threads N]
+    python bench/throughput.py [--work clm sft] [--rounds 3] [--steps 60] [--sft-steps 30] [--threads N] [--cpu]
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -75,48 +77,78 @@ def sft_setup(tmp: Path, steps: int) -> tuple[str, Path, Path, np.ndarray]:
     return str(recipe), model, entry, step_tokens
 
 
-def sft_llaunch_tokens_per_s(recipe: str, out: Path, cache: Path, step_tokens: np.ndarray, threads: int | None,
-                             *overrides: str) -> float:
+def sft_llaunch(recipe: str, out: Path, cache: Path, steps: int, threads: int | None, *overrides: str) -> dict:
+    """One llaunch run of `steps` steps; its train rows by step."""
     where = [f"resources.threads_per_proc={threads}"] if threads else []
-    run([PYTHON, "-m", "launcher", "run", recipe, f"output.dir={out}", f"output.cache_dir={cache}", *where, *overrides])
+    run([PYTHON, "-m", "launcher", "run", recipe, f"output.dir={out}", f"output.cache_dir={cache}",
+         f"train.max_steps={steps}", *where, *overrides])
     run_dir = max(out.iterdir(), key=lambda p: p.stat().st_mtime)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    times = {row["step"]: row["time"] for row in rows if row["kind"] == "train"}
-    steps = len(step_tokens)
-    return int(step_tokens[SFT_SKIP:].sum()) / (times[steps] - times[SFT_SKIP])
+    return {row["step"]: row["time"] for row in rows if row["kind"] == "train"}
 
 
-def sft_bare_tokens_per_s(entry: Path, model: Path, order: Path, steps: int, threads: int | None) -> float:
+def sft_bare(entry: Path, model: Path, order: Path, steps: int, threads: int | None) -> float:
+    """One bare loop run of `steps` steps; its own non-pad tokens/s after step SFT_SKIP."""
     result = run([PYTHON, str(ROOT / "bench" / "baselines" / "bare_sft_loop.py"), "--data", str(entry), "--model",
-                  str(model), "--order", str(order), "--steps", str(steps), "--skip", str(SFT_SKIP)],
+                  str(model), "--order", str(order), "--steps", str(steps), "--skip", str(min(SFT_SKIP, steps - 1))],
                  env={"OMP_NUM_THREADS": str(threads or os.cpu_count())})
     return json.loads(result.stdout.strip().splitlines()[-1])["tokens_per_s"]
 
 
-def sft(rounds: int, steps: int, threads: int | None) -> None:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def sft(rounds: int, steps: int, threads: int | None, cpu: bool) -> None:
+    """Wall: non-pad tokens/s from the end of step SFT_SKIP to the last. --cpu: the same tokens per CPU-second,
+    a run to the last step less a run to step SFT_SKIP (with one thread each, the load of shared cores hardly
+    moves it, where it moves wall time 2x)."""
     with tempfile.TemporaryDirectory() as tmp:
         recipe, model, entry, step_tokens = sft_setup(Path(tmp), steps)
-        out, cache = Path(tmp) / "runs", Path(tmp) / "sft-cache"
-        contenders = {
-            "llaunch padded": lambda: sft_llaunch_tokens_per_s(recipe, out, cache, step_tokens, threads,
-                                                               "data.packing=false"),
-            "llaunch default (packed)": lambda: sft_llaunch_tokens_per_s(recipe, out, cache, step_tokens, threads),
-            "bare padded loop": lambda: sft_bare_tokens_per_s(entry, model, Path(tmp) / "order.npy", steps, threads),
-        }
+        out, cache, order = Path(tmp) / "runs", Path(tmp) / "sft-cache", Path(tmp) / "order.npy"
+        tokens = int(step_tokens[SFT_SKIP:].sum())
+
+        def llaunch(*overrides: str):
+            def wall(n: int) -> float:
+                times = sft_llaunch(recipe, out, cache, n, threads, *overrides)
+                return tokens / (times[n] - times[SFT_SKIP]) if n > SFT_SKIP else 0.0
+            return wall
+
+        runs = {"llaunch padded": llaunch("data.packing=false"), "llaunch default (packed)": llaunch(),
+                "bare padded loop": lambda n: sft_bare(entry, model, order, n, threads)}
+
+        def per_cpu_second(measure) -> float:
+            began = children_cpu()
+            measure(steps)
+            middle = children_cpu()
+            measure(SFT_SKIP)
+            return tokens / ((middle - began) - (children_cpu() - middle))
+
+        contenders = {name: (lambda m=measure: per_cpu_second(m)) if cpu else (lambda m=measure: m(steps))
+                      for name, measure in runs.items()}
         samples = alternate(contenders, rounds)
     result = medians(samples)
     bare = result["bare padded loop"]
     ratios = {name: value / bare for name, value in result.items()}
+    unit = "non-pad tokens per CPU-second" if cpu else "non-pad tokens/s"
     rows = [[name, f"{value:,.0f}", f"{ratios[name]:.2f}x", target] for (name, value), target in
             zip(result.items(), (">= 1.0x", ">= 1.5x", ""))]
-    rows.append(["LLaMA-Factory default (issue 18's figure)", "1,252 (other machine)",
+    rows.append(["LLaMA-Factory default (issue 18's figure, tokens/s)", "1,252 (other machine)",
                  f"{LLAMA_FACTORY_OVER_BARE:.2f}x", ""])
-    print(table(rows, ["sft, micro batch 8, 1 process", "non-pad tokens/s", "vs bare padded loop", "target"]))
+    print(table(rows, ["sft, micro batch 8, 1 process", unit, "vs bare padded loop", "target"]))
+    # each round over the same round's bare loop: steadier than a ratio of medians when the cores' load drifts
+    paired = {name: [ours / theirs for ours, theirs in zip(samples[name], samples["bare padded loop"])]
+              for name in ("llaunch padded", "llaunch default (packed)")}
+    for name, per_round in paired.items():
+        print(f"{name} / bare, per round: {', '.join(f'{r:.2f}' for r in per_round)} "
+              f"(median {statistics.median(per_round):.2f})")
     over_factory = ratios["llaunch default (packed)"] / LLAMA_FACTORY_OVER_BARE
     print(f"llaunch default / LLaMA-Factory default (through their ratios to bare): {over_factory:.2f}x "
           f"(target >= 2x)")
-    save("throughput_sft", {"steps": steps, "skip": SFT_SKIP, "threads": threads or os.cpu_count(), "median_tokens_per_s": result, "samples": samples,
-                            "ratio_to_bare": ratios, "default_over_llama_factory": over_factory})
+    save("throughput_sft", {"steps": steps, "skip": SFT_SKIP, "threads": threads or os.cpu_count(), "unit": unit,
+                            "median": result, "samples": samples, "ratio_to_bare": ratios,
+                            "per_round_over_bare": paired, "default_over_llama_factory": over_factory})
 
 
 def clm(rounds: int, steps: int) -> None:
@@ -160,13 +192,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=60, help="clm steps per run")
     parser.add_argument("--sft-steps", type=int, default=30)
+    parser.add_argument("--cpu", action="store_true", help="sft: tokens per CPU-second instead of per second")
     parser.add_argument("--threads", type=int, help="sft: threads per contender (default: llaunch's, one per core); "
                         "on cores shared with other work, 1 keeps a contender from waiting on a descheduled thread")
     args = parser.parse_args()
     if "clm" in args.work:
         clm(args.rounds, args.steps)
     if "sft" in args.work:
-        sft(args.rounds, args.sft_steps, args.threads)
+        sft(args.rounds, args.sft_steps, args.threads, args.cpu)
 
 
 if __name__ == "__main__":
