@@ -47,3 +47,17 @@ def model_dir(out: Path, rows: Path) -> Path:
     tokenizer.save_pretrained(out)
     (out / "corpus.txt").unlink()
     return out
+
+
+def sft_recipe(tmp: Path, name: str, train: dict, **sections: dict) -> tuple[Path, Path, Path]:
+    """The SFT work in `tmp`: the alpaca rows, the model dir and a one-process recipe on them (no eval, no final
+    checkpoint; `train` and `sections` add to it). Returns (recipe, rows, model)."""
+    rows = alpaca_rows(tmp / "alpaca.jsonl")
+    model = model_dir(tmp / "model", rows)
+    recipe = tmp / f"{name}.yaml"
+    recipe.write_text(json.dumps({
+        "name": name, "model": {"path": str(model)}, "objective": "sft",
+        "data": {"train": str(rows), "sft_format": "alpaca", "seq_len": 512, "eval_fraction": 0},
+        "train": {"micro_batch_size": 8, "lr": 1e-4, **train},
+        "checkpoint": {"at_end": False}, "eval": {"at_start": False}, **sections}))
+    return recipe, rows, model

@@ -42,16 +42,9 @@ def first_step_seconds(out: Path, cache: Path, overrides: list[str], recipe: str
 
 def sft_setup(tmp: Path) -> tuple[str, Path, Path]:
     """The SFT recipe (one process, packing by default, no eval/export/final checkpoint), its rows and model."""
-    from sft_work import alpaca_rows, model_dir
+    from sft_work import sft_recipe
 
-    rows = alpaca_rows(tmp / "alpaca.jsonl")
-    model = model_dir(tmp / "model", rows)
-    recipe = tmp / "sft.yaml"
-    recipe.write_text(json.dumps({
-        "name": "sft-start", "model": {"path": str(model)}, "objective": "sft",
-        "data": {"train": str(rows), "sft_format": "alpaca", "seq_len": 512, "eval_fraction": 0},
-        "train": {"max_steps": 2, "micro_batch_size": 8, "lr": 1e-4},
-        "checkpoint": {"at_end": False}, "eval": {"at_start": False}}))
+    recipe, rows, model = sft_recipe(tmp, "sft-start", {"max_steps": 2})
     run([*LLAUNCH, "prepare", str(recipe), f"output.cache_dir={tmp / 'sft-cache'}"])
     return str(recipe), rows, model
 

@@ -57,17 +57,11 @@ def baseline_tokens_per_s(script: str, data: Path, config: Path, procs: int, ste
 
 def sft_setup(tmp: Path, steps: int) -> tuple[str, Path, Path, np.ndarray]:
     """The SFT recipe, its model dir, its prepared cache entry, and the non-pad tokens of each step's examples."""
-    from sft_work import alpaca_rows, model_dir
+    from sft_work import sft_recipe
 
-    rows = alpaca_rows(tmp / "alpaca.jsonl")
-    model = model_dir(tmp / "model", rows)
-    recipe = tmp / "sft.yaml"
-    recipe.write_text(json.dumps({
-        "name": "sft-throughput", "model": {"path": str(model)}, "objective": "sft",
-        "data": {"train": str(rows), "sft_format": "alpaca", "seq_len": 512, "eval_fraction": 0},
-        "train": {"max_steps": steps, "micro_batch_size": SFT_MICRO, "lr": 1e-4, "log_every": 1, "seed": SFT_SEED},
-        "checkpoint": {"at_end": False}, "eval": {"at_start": False}, "output": {"export": False},
-        "logging": {"tensorboard": False}}))
+    recipe, _, model = sft_recipe(tmp, "sft-throughput", {"max_steps": steps, "micro_batch_size": SFT_MICRO,
+                                                          "log_every": 1, "seed": SFT_SEED},
+                                  output={"export": False}, logging={"tensorboard": False})
     run([PYTHON, "-m", "launcher", "prepare", str(recipe), f"output.cache_dir={tmp / 'sft-cache'}"])
     entry = next((tmp / "sft-cache").glob("data/*/meta.json")).parent
     offsets = np.load(entry / "train.input_ids.offsets.npy")
