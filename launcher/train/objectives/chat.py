@@ -89,7 +89,8 @@ def segments(tokenizer, template: str, messages: list[dict[str, str]]) -> list[t
                             "prefix of the whole, so reply tokens cannot be found; use another template")
         out += [(before[len(done):], False), (through[len(before):], True)]
         done = through
-    rest = render(messages, False)[len(done):]
+    # a conversation that ends on a reply was rendered whole by the loop's last `through`
+    rest = "" if messages[-1]["role"] == "assistant" else render(messages, False)[len(done):]
     if rest:
         out.append((rest, False))
     return [(text, trainable) for text, trainable in out if text]
