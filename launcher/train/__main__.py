@@ -12,9 +12,7 @@ import torch
 
 from launcher.errors import UserError
 from launcher.rundir import Result, RunDir
-from launcher.train.distributed import setup, teardown
-from launcher.train.quiet import quiet_libraries
-from launcher.train.trainer import Trainer
+from launcher.train.prepare_ahead import PreparingAhead
 
 
 def main(argv: list[str]) -> int:
@@ -27,11 +25,18 @@ def main(argv: list[str]) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    preparing = PreparingAhead(run, recipe)
+    # the model code is imported only now, while the data is prepared on another core
+    from launcher.train.distributed import setup, teardown
+    from launcher.train.quiet import quiet_libraries
+    from launcher.train.trainer import Trainer
+
     quiet_libraries(cpu=recipe.resources.device == "cpu" or not torch.cuda.is_available(),
                     quantized=recipe.method.type == "qlora")
     d = setup(recipe.resources.device)
     log = log_to(run.logs / f"rank-{d.rank}.log", echo=d.is_main)
     try:
+        preparing.wait(log)
         result = Trainer(run, d, log).run()
         if d.is_main:
             run.write_result(Result(**result))  # recorded before exit: a crash at interpreter exit loses nothing

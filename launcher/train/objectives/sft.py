@@ -52,7 +52,7 @@ class InstructionTuning(Objective):
         return (cols.messages, cols.conversations, cols.instruction, cols.input, cols.output)
 
     def _format(self, rows: Rows) -> str:
-        cols, names = self.data.columns, rows.table.column_names
+        cols, names = self.data.columns, rows.column_names
         if self.data.sft_format != "auto":
             return self.data.sft_format
         if cols.messages in names:
@@ -67,7 +67,7 @@ class InstructionTuning(Objective):
                         " set data.columns.*")
 
     def conversations(self, rows: Rows) -> list[list[dict[str, str]]]:
-        cols, table = self.data.columns, rows.table
+        cols = self.data.columns
         if self._format(rows) in ("chat", "sharegpt"):
             sharegpt = self._format(rows) == "sharegpt"
             column = cols.conversations if sharegpt else cols.messages
@@ -79,7 +79,7 @@ class InstructionTuning(Objective):
                     raise bad_row(rows, i, column, problem)
                 out.append([{"role": m["role"], "content": m["content"]} for m in messages])
             return out
-        extra = rows.column(cols.input) if cols.input in table.column_names else [None] * len(table)
+        extra = rows.column(cols.input) if cols.input in rows.column_names else [None] * len(rows)
         return [alpaca_messages(text_value(rows, i, cols.instruction, ins), extra[i] or None,
                                 text_value(rows, i, cols.output, out, allow_empty=True), self.data.alpaca_separator)
                 for i, (ins, out) in enumerate(zip(rows.column(cols.instruction), rows.column(cols.output)))]
