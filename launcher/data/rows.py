@@ -129,7 +129,12 @@ def _with_datasets(file: str, kind: str, cache: Path):
         if kind == "arrow":
             dataset = datasets.load_from_disk(file)
         else:
-            dataset = datasets.load_dataset(kind, data_files=[file], split="train", cache_dir=str(cache / "hf-datasets"))
+            # on_mixed_types=None: objects whose keys differ from row to row (chat messages with a "name" in some)
+            # stay objects, missing keys None, as pyarrow reads them above; datasets' default turns them into
+            # JSON strings
+            mixed = {"on_mixed_types": None} if kind == "json" else {}
+            dataset = datasets.load_dataset(kind, data_files=[file], split="train", cache_dir=str(cache / "hf-datasets"),
+                                            **mixed)
     except Exception as exc:  # datasets wraps parser errors in many types; all mean a bad file here
         raise UserError(_explain_unreadable(file, kind, exc)) from None
     return dataset.with_format("arrow")[:]  # its memory-mapped table (an index mapping applied)

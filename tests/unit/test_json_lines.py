@@ -21,6 +21,7 @@ ROWS = [
     {"instruction": "Übersetze: cat", "output": "Katze 🐈", "tags": [], "score": 2.5,
      "translation": {"en": "a cat", "de": "eine Katze"}},
     {"instruction": "count", "input": None, "output": "one two", "messages": [{"role": "user", "content": "hi"}]},
+    {"instruction": "greet", "output": "hello", "messages": [{"role": "user", "content": "hi", "name": "ann"}]},
 ]
 
 
@@ -41,12 +42,14 @@ def test_the_direct_read_is_the_table_datasets_reads(tmp_path, name, bom):
     assert direct is not None
     through_datasets = rows._with_datasets(file, "json", tmp_path / "cache")
     assert direct.to_pylist() == through_datasets.to_pylist()
+    # messages whose keys differ stay objects both ways (datasets' default made them JSON strings)
+    assert direct["messages"].to_pylist()[3] == [{"role": "user", "content": "hi", "name": "ann"}]
     assert direct.column_names == through_datasets.column_names
 
     needed = {"instruction": "data.columns.instruction", "translation.de": "data.columns.target"}
     read = rows.read_rows([file], "auto", tmp_path / "cache", needed, optional=("input", "missing"))
     assert read.column_names == ["instruction", "translation.de", "input"]
-    assert read.column("translation.de") == [None, "eine Katze", None]
+    assert read.column("translation.de") == [None, "eine Katze", None, None]
     assert read.subset([2, 0]).column("instruction") == ["count", "name a fruit"]
     assert read.subset([2, 0]).where(0) == f"{file}:4"  # the blank line counted: the file's own line number
 
@@ -75,4 +78,4 @@ def test_reading_json_lines_imports_no_datasets(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, file, str(tmp_path / "cache")], cwd=ROOT, text=True,
                           capture_output=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["3", "False"]
+    assert done.stdout.split() == ["4", "False"]
