@@ -47,13 +47,18 @@ def test_checkpoint_at_end_false_exports_without_a_final_checkpoint(tmp_path, sh
 
 def test_the_worker_prepares_into_the_entry_llaunch_prepare_makes(tmp_path):
     """`llaunch run` leaves preparation to the worker (torch is imported there anyway): the data is prepared
-    after the run dir exists, into the same content-keyed cache entry `llaunch prepare` makes on a login node."""
+    after the run dir exists, into the same content-keyed cache entry `llaunch prepare` makes on a login node,
+    by a child rank 0 forks while it imports the model code."""
     worker = llaunch("run", str(QUICKSTART), *ONE, f"output.dir={tmp_path / 'runs'}",
                      f"output.cache_dir={tmp_path / 'worker-cache'}")
     assert worker.returncode == 0, (worker.stdout + worker.stderr)[-3000:]
     lines = worker.stdout.splitlines()
     assert next(i for i, l in enumerate(lines) if l.startswith("run dir:")) < \
         next(i for i, l in enumerate(lines) if l.startswith("prepared data:"))
+    # by a child forked before the model code is imported (prepare_ahead.py), whose lines the worker logs
+    [run] = run_dirs(tmp_path / "runs")
+    assert (run / "logs" / "prepare.log").read_text().startswith("prepared data:")
+    assert "prepared data:" in (run / "logs" / "rank-0.log").read_text()
     login = llaunch("prepare", str(QUICKSTART), *ONE, f"output.cache_dir={tmp_path / 'login-cache'}")
     assert login.returncode == 0, login.stderr
     entries = [sorted(p.name for p in (tmp_path / cache / "data").iterdir()) for cache in ("worker-cache", "login-cache")]
