@@ -20,6 +20,11 @@ PYTHON = sys.executable
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "DS_ACCELERATOR": "cpu"}
 
 
+# runs argv and prints, as the last line, the largest resident set (KiB) of it or any process it waited for
+PEAK_RSS = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)")
+
+
 def alternate(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
     """Run each contender once per round, in the same order every round; return all measurements."""
     samples: dict[str, list[float]] = {name: [] for name in contenders}

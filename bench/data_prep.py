@@ -22,15 +22,11 @@ from pathlib import Path
 
 import zstandard
 
-from common import PYTHON, ROOT, run, save, table
+from common import PEAK_RSS, PYTHON, ROOT, run, save, table
 
 sys.path.insert(0, str(ROOT))
 from launcher.data.fingerprint import file_digest  # noqa: E402
 from launcher.synthetic import quickstart_corpus  # noqa: E402
-
-WRAPPER = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
-           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)")
-
 
 def write_corpus(directory: Path, shards: int, docs: int, first_seed: int) -> int:
     """`shards` jsonl.zst files of `docs` stories each; returns the uncompressed bytes."""
@@ -44,7 +40,7 @@ def write_corpus(directory: Path, shards: int, docs: int, first_seed: int) -> in
 
 
 def prepare(corpus: Path, sample: Path, cache: Path, workers: int) -> dict:
-    argv = [PYTHON, "-c", WRAPPER, PYTHON, "-m", "launcher", "prepare", str(ROOT / "recipes" / "quickstart.yaml"),
+    argv = [PYTHON, "-c", PEAK_RSS, PYTHON, "-m", "launcher", "prepare", str(ROOT / "recipes" / "quickstart.yaml"),
             f"data.train={corpus}", "data.eval=[]", f"tokenizer.train.files=[{sample}]", f"output.cache_dir={cache}",
             "--workers", str(workers)]
     started = time.perf_counter()

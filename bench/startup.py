@@ -1,7 +1,9 @@
 """Start-up: wall time of the light commands (target <= 0.5 s: no torch on their path) and the time
 from `llaunch run` to the first optimizer step: the quickstart with its data prepared (as on a second run),
 and the SFT work of issue 18 (bench/sft_work.py) with a fresh cache and a warm one, beside a bare PyTorch
-script doing the same (tokenize, build the model, one step: bench/baselines/bare_sft_first_step.py).
+script doing the same (tokenize, build the model, one step: bench/baselines/bare_sft_first_step.py), and the
+peak resident memory of those SFT starts (the largest process: llaunch, its worker or the worker's preparing
+child; target: no higher than the bare script's).
 
     python bench/startup.py [--rounds 5]
 """
@@ -16,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ENV, PYTHON, ROOT, alternate, medians, run, save, table, timed
+from common import ENV, PEAK_RSS, PYTHON, ROOT, alternate, medians, run, save, table, timed
 
 QUICKSTART = str(ROOT / "recipes" / "quickstart.yaml")
 LLAUNCH = [PYTHON, "-m", "launcher"]
@@ -28,13 +30,25 @@ WARM = "sft: llaunch run, warm cache -> first step"
 BARE = "sft: bare PyTorch script -> first step"
 
 
-def first_step_seconds(out: Path, cache: Path, overrides: list[str], recipe: str = QUICKSTART) -> float:
+PEAK_MIB: dict[str, list[float]] = {FRESH: [], WARM: [], BARE: []}
+
+
+def _peak_of(name: str, done: subprocess.CompletedProcess) -> str:
+    """The wrapped command's output less PEAK_RSS's last line, which goes to PEAK_MIB[name]."""
+    *output, peak_kib = done.stdout.strip().splitlines()
+    if name in PEAK_MIB:
+        PEAK_MIB[name].append(int(peak_kib) / 1024)
+    return "\n".join(output)
+
+
+def first_step_seconds(out: Path, cache: Path, overrides: list[str], recipe: str = QUICKSTART,
+                       name: str = "") -> float:
     """Seconds from starting `llaunch run` to the wall-clock time rank 0 logged step 1."""
-    argv = [*LLAUNCH, "run", recipe, f"output.dir={out}", f"output.cache_dir={cache}", "train.max_steps=2",
+    argv = [PYTHON, "-c", PEAK_RSS, *LLAUNCH, "run", recipe, f"output.dir={out}", f"output.cache_dir={cache}", "train.max_steps=2",
             "train.log_every=1", "eval.at_start=false", "output.export=false", "logging.tensorboard=false",
             *overrides]
     started = time.time()
-    subprocess.run(argv, cwd=ROOT, env=ENV, check=True, capture_output=True)
+    _peak_of(name, subprocess.run(argv, cwd=ROOT, env=ENV, check=True, capture_output=True, text=True))
     run_dir = max(out.iterdir(), key=lambda p: p.stat().st_mtime)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return next(row["time"] for row in rows if row["kind"] == "train" and row["step"] == 1) - started
@@ -51,9 +65,10 @@ def sft_setup(tmp: Path) -> tuple[str, Path, Path]:
 
 def bare_first_step_seconds(rows: Path, model: Path) -> float:
     started = time.time()
-    done = subprocess.run([PYTHON, str(ROOT / "bench" / "baselines" / "bare_sft_first_step.py"), "--data", str(rows),
-                           "--model", str(model)], cwd=ROOT, env=ENV, check=True, capture_output=True, text=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])["first_step_end"] - started
+    done = subprocess.run([PYTHON, "-c", PEAK_RSS, PYTHON, str(ROOT / "bench" / "baselines" / "bare_sft_first_step.py"),
+                           "--data", str(rows), "--model", str(model)], cwd=ROOT, env=ENV, check=True,
+                          capture_output=True, text=True)
+    return json.loads(_peak_of(BARE, done).splitlines()[-1])["first_step_end"] - started
 
 
 def main() -> None:
@@ -72,8 +87,8 @@ def main() -> None:
             "llaunch run -> first step": lambda: first_step_seconds(out, cache, []),
             # one process without torchrun, as the peers' figures in shared/notes/peers.md were taken
             "llaunch run (local, 1 process) -> first step": lambda: first_step_seconds(out, cache, ONE_PROCESS),
-            FRESH: lambda: first_step_seconds(out, Path(tmp) / f"fresh-{next(fresh)}", [], sft_recipe),
-            WARM: lambda: first_step_seconds(out, Path(tmp) / "sft-cache", [], sft_recipe),
+            FRESH: lambda: first_step_seconds(out, Path(tmp) / f"fresh-{next(fresh)}", [], sft_recipe, FRESH),
+            WARM: lambda: first_step_seconds(out, Path(tmp) / "sft-cache", [], sft_recipe, WARM),
             BARE: lambda: bare_first_step_seconds(sft_rows, sft_model),
         }
         samples = alternate(contenders, args.rounds)
@@ -91,7 +106,11 @@ def main() -> None:
               for name in (FRESH, WARM)}
     for name, ratios in paired.items():
         print(f"{name} / bare, per round: {', '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})")
-    save("startup", {"median_seconds": result, "samples": samples, "per_round_over_bare": paired})
+    peaks = {name: statistics.median(values) for name, values in PEAK_MIB.items()}
+    print(table([[name, f"{mib:,.0f} MiB", f"{mib / peaks[BARE]:.2f}x"] for name, mib in peaks.items()],
+                ["SFT start", "peak RSS (largest process)", "vs bare"]))
+    save("startup", {"median_seconds": result, "samples": samples, "per_round_over_bare": paired,
+                     "peak_rss_mib": peaks})
 
 
 if __name__ == "__main__":
