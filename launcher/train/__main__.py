@@ -13,6 +13,7 @@ import torch
 from launcher.errors import UserError
 from launcher.rundir import Result, RunDir
 from launcher.train.prepare_ahead import PreparingAhead
+from launcher.train.quiet import quiet_libraries
 
 
 def main(argv: list[str]) -> int:
@@ -25,14 +26,13 @@ def main(argv: list[str]) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    quiet_libraries(cpu=recipe.resources.device == "cpu" or not torch.cuda.is_available(),
+                    quantized=recipe.method.type == "qlora")
     preparing = PreparingAhead(run, recipe)
     # the model code is imported only now, while the data is prepared on another core
     from launcher.train.distributed import setup, teardown
-    from launcher.train.quiet import quiet_libraries
     from launcher.train.trainer import Trainer
 
-    quiet_libraries(cpu=recipe.resources.device == "cpu" or not torch.cuda.is_available(),
-                    quantized=recipe.method.type == "qlora")
     d = setup(recipe.resources.device)
     log = log_to(run.logs / f"rank-{d.rank}.log", echo=d.is_main)
     try:

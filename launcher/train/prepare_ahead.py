@@ -5,6 +5,7 @@ forked once torch and the data code are imported, a child tokenizes on another c
 dataset costs a run little more start-up than a prepared one. The child records the cache entry and exits;
 prepare_on_rank0 then finds it. A failed child is not reported from here: the worker prepares again in its
 own process and stops with that error, in one line, on every rank (its lines stay in logs/prepare.log).
+The child uses no GPU (CUDA cannot be used in a child forked after the parent touched it; the parent can).
 """
 
 from __future__ import annotations
