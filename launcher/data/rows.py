@@ -76,11 +76,12 @@ def read_rows(files: list[str], fmt: str, cache: Path, needed: dict[str, str], o
     kind = file_kind(files, fmt)
     tables, sources, start = [], [], 0
     for file in files:
+        data = _small_file(file) if kind == "json" else None  # read once, for the checks and the table
         if kind in ("json", "text", "csv"):
-            _check_utf8(file)
-        if kind in ("json", "text") and _blank(file):
+            _check_utf8(file, data)
+        if kind in ("json", "text") and _blank(file, data):
             raise UserError(f"{file}: no rows; a split needs at least one example")
-        table = _json_lines(file) if kind == "json" else None
+        table = _json_lines(data) if data is not None else None
         if table is None:
             table = _with_datasets(file, kind, cache)
         if table.num_rows == 0:
@@ -99,17 +100,20 @@ def read_rows(files: list[str], fmt: str, cache: Path, needed: dict[str, str], o
     return Rows(table, sources, kind)
 
 
-def _json_lines(file: str):
-    """A small JSON lines file with pyarrow's reader in one block; None for anything it does not read as
-    such (a JSON array, mixed types): datasets then reads it, or explains what is wrong with it."""
+def _small_file(file: str) -> bytes | None:
+    """The bytes of a file of up to DIRECT_BYTES (compressed: an eighth), decompressed; None for a bigger one."""
     limit = DIRECT_BYTES // 8 if compressed(file) else DIRECT_BYTES
     if Path(file).stat().st_size > limit:
         return None
+    return b"".join(line for _, line in _lines(file))
+
+
+def _json_lines(data: bytes):
+    """A small JSON lines file's bytes through pyarrow's reader in one block; None for anything it does not read
+    as such (a JSON array, mixed types): datasets then reads the file, or explains what is wrong with it."""
     import pyarrow as pa
     import pyarrow.json as paj
 
-    with open_binary(file) as handle:
-        data = handle.read()
     data = data.removeprefix(codecs.BOM_UTF8)
     if data.lstrip().startswith(b"["):
         return None
@@ -140,8 +144,11 @@ def _with_datasets(file: str, kind: str, cache: Path):
     return dataset.with_format("arrow")[:]  # its memory-mapped table (an index mapping applied)
 
 
-def _check_utf8(file: str) -> None:
-    """datasets decodes text files as UTF-8 and fails deep inside pyarrow on the first bad byte; say where."""
+def _check_utf8(file: str, data: bytes | None = None) -> None:
+    """datasets decodes text files as UTF-8 and fails deep inside pyarrow on the first bad byte; say where.
+    `data`: the file's bytes, already read (its lines are read again only to name a bad one)."""
+    if data is not None and _is_utf8(data):
+        return
     for number, line in _lines(file):
         try:
             line.decode("utf-8")
@@ -173,7 +180,17 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _blank(file: str) -> bool:
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _blank(file: str, data: bytes | None = None) -> bool:
+    if data is not None:
+        return not data.strip()
     return not any(line.strip() for _, line in _lines(file))
 
 
@@ -185,10 +202,14 @@ def _explain_unreadable(file: str, kind: str, exc: Exception) -> str:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as err:
-                return f"{file}:{number}: not valid JSON ({err.msg} at column {err.colno})"
+                return not_json(file, number, err)
             if not isinstance(value, dict):
                 return f"{file}:{number}: expected a JSON object per line, got {type(value).__name__}"
     return f"{file}: cannot read as {kind}: {_first_line(exc)}"
+
+
+def not_json(file: str, number: int, err: json.JSONDecodeError) -> str:
+    return f"{file}:{number}: not valid JSON ({err.msg} at column {err.colno})"
 
 
 def _nonblank_line(file: str, row: int) -> int:

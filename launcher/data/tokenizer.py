@@ -12,6 +12,7 @@ from transformers import AutoTokenizer, LlamaTokenizer, PreTrainedTokenizerBase
 from launcher.errors import UserError
 from launcher.recipe.schema import Recipe
 from launcher.data.fingerprint import digest, files_digest
+from launcher.data.rows import not_json
 from launcher.data.sources import compressed, data_suffix, expand, open_binary
 
 MAX_SENTENCES = 2_000_000  # sentencepiece's own input_sentence_size: a sample is enough to learn the pieces
@@ -50,7 +51,7 @@ def _trained_dir(recipe: Recipe, cache_dir: Path) -> Path:
             spm.SentencePieceTrainer.train(
                 **corpus, model_prefix=f"{tmp}/tokenizer", vocab_size=spec.vocab_size,
                 model_type=spec.model_type, unk_id=0, bos_id=1, eos_id=2, pad_id=3, num_threads=1,
-                character_coverage=1.0, input_sentence_size=2_000_000, shuffle_input_sentence=True,
+                character_coverage=1.0, input_sentence_size=MAX_SENTENCES, shuffle_input_sentence=True,
                 minloglevel=2,
             )
         except RuntimeError as exc:
@@ -88,7 +89,7 @@ def _row(text: str, file: str, number: int):
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise UserError(f"{file}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
+        raise UserError(not_json(file, number, err)) from None
 
 
 def _strings(value):

@@ -38,7 +38,7 @@ def _write(path, lines: list[str], bom: bool = False) -> str:
 def test_the_direct_read_is_the_table_datasets_reads(tmp_path, name, bom):
     file = _write(tmp_path / name, [json.dumps(r, ensure_ascii=False) for r in ROWS[:1]] + [""]
                   + [json.dumps(r, ensure_ascii=False) for r in ROWS[1:]], bom)
-    direct = rows._json_lines(file)
+    direct = rows._json_lines(rows._small_file(file))
     assert direct is not None
     through_datasets = rows._with_datasets(file, "json", tmp_path / "cache")
     assert direct.to_pylist() == through_datasets.to_pylist()
@@ -57,15 +57,15 @@ def test_the_direct_read_is_the_table_datasets_reads(tmp_path, name, bom):
 def test_what_pyarrow_does_not_read_as_json_lines_goes_through_datasets(tmp_path):
     array = tmp_path / "array.json"
     array.write_text(json.dumps(ROWS[:2]))
-    assert rows._json_lines(str(array)) is None
+    assert rows._json_lines(rows._small_file(str(array))) is None
     read = rows.read_rows([str(array)], "auto", tmp_path / "cache", {"output": "data.columns.output"})
     assert read.column("output") == ["an apple", "Katze 🐈"]
 
     mixed = _write(tmp_path / "mixed.jsonl", ['{"text": "a", "label": 1}', '{"text": "b", "label": {"x": 1}}'])
-    assert rows._json_lines(mixed) is None
+    assert rows._json_lines(rows._small_file(mixed)) is None
 
     broken = _write(tmp_path / "broken.jsonl", ['{"text": "a"}', '{"text": "b"'])
-    assert rows._json_lines(broken) is None
+    assert rows._json_lines(rows._small_file(broken)) is None
     with pytest.raises(UserError, match=r"broken.jsonl:2: not valid JSON"):
         rows.read_rows([broken], "auto", tmp_path / "cache", {"text": "data.columns.text"})
 
